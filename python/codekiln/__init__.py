@@ -1,0 +1,28 @@
+"""codekiln: train GPT models on source code from scratch.
+
+The pieces, each importable on its own:
+
+* :class:`codekiln.Tokenizer` -- byte-level BPE with a Rust core (train, encode, decode, export);
+* :mod:`codekiln.data` -- corpus reading, cleaning, deduplication and the shard packer;
+* :mod:`codekiln.model` and :mod:`codekiln.kernels` -- the GPT model and its Triton attention
+  (need the ``train`` extra, i.e. torch).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["Tokenizer", "__version__"]
+
+if TYPE_CHECKING:
+    from codekiln.tokenizer import Tokenizer
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that `import codekiln` stays cheap (no torch, no extension load until needed).
+    if name == "Tokenizer":
+        from codekiln.tokenizer import Tokenizer
+
+        return Tokenizer
+    raise AttributeError(f"module 'codekiln' has no attribute {name!r}")

@@ -1,0 +1,94 @@
+"""Type stubs for the Rust extension ``codekiln._core`` (built from ``rust/`` by maturin).
+
+The extension is private: the typed public API lives in :mod:`codekiln.tokenizer` and
+:mod:`codekiln.data`. Everything here releases the GIL for the heavy work.
+
+Vocabulary layout shared by every function below:
+  * ids 0..255 are the 256 single bytes (id == byte value);
+  * id 256 + i is the token made by merge i (``merges[i] = (left_id, right_id)``);
+  * special tokens other than ``<N>`` come after the merges; in ``newline="<N>"`` mode
+    ``<N>`` *is* id 10 (the byte ``\\n``), so it decodes back to ``"\\n"``.
+"""
+
+from collections.abc import Callable, Sequence
+
+PATTERNS: list[str]
+"""Names of the built-in pre-tokenization patterns (``"code"``, ``"gpt2"``)."""
+
+def pretokenize(text: str, pattern: str, newline: bool) -> list[str]:
+    """Split ``text`` into pieces with the built-in ``pattern``.
+
+    ``newline=True`` is the ``<N>`` mode: every ``"\\n"`` is a piece of its own.
+    ``"".join(pieces) == text`` always. Raises ``ValueError`` for an unknown pattern.
+    """
+
+def pattern_regex(pattern: str, newline: bool) -> str:
+    """A regular expression that splits exactly like :func:`pretokenize` when its matches are
+    taken left to right (``regex.findall``, tiktoken's fancy-regex, HF tokenizers' Oniguruma)."""
+
+class Trainer:
+    """Counts pre-tokenized pieces (in parallel) and learns BPE merges from the counts."""
+
+    def __init__(self, pattern: str, newline: bool, text_field: str = "content") -> None: ...
+    def add_texts(self, texts: Sequence[str], num_threads: int) -> None:
+        """Count the pieces of every text (GIL released, ``num_threads`` workers)."""
+    def add_files(
+        self,
+        paths: Sequence[str],
+        num_threads: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, object]:
+        """Read and count files: ``.jsonl``/``.jsonl.gz``/``.jsonl.zst`` (one document per line,
+        text in ``text_field``; lines without it are skipped) and anything else as one UTF-8
+        document per file. ``progress(done_bytes, total_bytes)`` is called now and then (file
+        bytes on disk). Returns ``{"files", "documents", "bytes", "skipped_files",
+        "skipped_documents", "skipped": [(path, reason), ...]}``. Undecodable files and lines
+        are skipped and counted, never fatal; a missing file raises ``OSError`` naming it."""
+    @property
+    def documents(self) -> int: ...
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def total_pieces(self) -> int: ...
+    @property
+    def unique_pieces(self) -> int: ...
+    def train(
+        self,
+        num_merges: int,
+        min_frequency: int,
+        num_threads: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[tuple[int, int]]:
+        """Learn up to ``num_merges`` merges (fewer when no pair reaches ``min_frequency``).
+
+        Tie-break (documented, thread-count independent, and the same as HF tokenizers'
+        BpeTrainer): the pair with the highest count wins; among equal counts the pair whose
+        (order(left), order(right)) is smallest, where order(byte) is the byte's position in
+        GPT-2's byte-to-unicode alphabet sorted by code point and order(merge i) = 256 + i.
+        ``progress(merges_done)`` is called now and then."""
+
+class Encoder:
+    """An immutable BPE encoder/decoder; safe to share between threads."""
+
+    def __init__(
+        self,
+        pattern: str,
+        newline: bool,
+        merges: Sequence[tuple[int, int]],
+        special_tokens: Sequence[tuple[str, int]],
+    ) -> None:
+        """Raises ``ValueError`` when a merge refers to an id that does not exist yet or a
+        special token id collides with a byte/merge id (``<N>`` must be 10)."""
+    @property
+    def vocab_size(self) -> int: ...
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode with no special-token handling: every character is ordinary text."""
+    def encode(self, text: str, allowed_special: Sequence[str]) -> list[int]:
+        """Like :meth:`encode_ordinary` but occurrences of the listed special token strings
+        become their ids (leftmost-longest match)."""
+    def encode_batch(
+        self, texts: Sequence[str], allowed_special: Sequence[str], num_threads: int
+    ) -> list[list[int]]: ...
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        """Concatenate the bytes of the tokens; ``ValueError`` names the first unknown id."""
+    def token_bytes(self, id: int) -> bytes: ...

@@ -1,0 +1,259 @@
+//! Corpus readers: one document per file (`.py`, `.txt`, anything else) or one document per
+//! line of JSON lines (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`; CodeParrot / The Stack schema).
+//!
+//! Reading is streaming (a `BufRead` over the decompressor) so memory does not grow with the
+//! file. Undecodable input is skipped and counted, never fatal; only I/O errors (a missing or
+//! unreadable file) are returned as errors, with the path in the message.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One document and the optional metadata of its JSON record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    pub text: String,
+    pub repo_name: Option<String>,
+    pub path: Option<String>,
+    pub license: Option<String>,
+}
+
+/// How a file is read, decided by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// One JSON object per line.
+    JsonLines(Compression),
+    /// The whole file is one UTF-8 document.
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl FileKind {
+    pub fn of(path: &Path) -> FileKind {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if name.ends_with(".jsonl") || name.ends_with(".json") {
+            FileKind::JsonLines(Compression::None)
+        } else if name.ends_with(".jsonl.gz") || name.ends_with(".json.gz") {
+            FileKind::JsonLines(Compression::Gzip)
+        } else if name.ends_with(".jsonl.zst") || name.ends_with(".json.zst") {
+            FileKind::JsonLines(Compression::Zstd)
+        } else {
+            FileKind::Text
+        }
+    }
+}
+
+/// What reading one file produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Documents handed to the sink.
+    pub documents: u64,
+    /// UTF-8 bytes of those documents' text.
+    pub bytes: u64,
+    /// Lines/records skipped: invalid JSON, missing or non-string text field.
+    pub skipped_documents: u64,
+    /// Set when the whole file was skipped (e.g. a text file that is not UTF-8).
+    pub skipped_file: Option<String>,
+}
+
+fn annotate(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {}", path.display(), e))
+}
+
+/// Read `path`, calling `sink` for every document. `text_field` names the JSON field holding
+/// the text; `with_meta` also extracts `repo_name`, `path` and `license` when present.
+pub fn read_file(
+    path: &Path,
+    text_field: &str,
+    with_meta: bool,
+    sink: impl FnMut(Record),
+) -> io::Result<ReadStats> {
+    let done = AtomicU64::new(0);
+    read_file_counted(path, text_field, with_meta, &done, sink)
+}
+
+/// A reader that adds the number of bytes it reads to a shared counter (for progress bars).
+struct Counted<'a, R> {
+    inner: R,
+    done: &'a AtomicU64,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// [`read_file`], adding the bytes read from disk (compressed size) to `done` as it goes.
+pub fn read_file_counted(
+    path: &Path,
+    text_field: &str,
+    with_meta: bool,
+    done: &AtomicU64,
+    mut sink: impl FnMut(Record),
+) -> io::Result<ReadStats> {
+    let file = Counted {
+        inner: File::open(path).map_err(|e| annotate(path, e))?,
+        done,
+    };
+    let mut stats = ReadStats::default();
+    match FileKind::of(path) {
+        FileKind::Text => {
+            let mut buf = Vec::new();
+            BufReader::new(file)
+                .read_to_end(&mut buf)
+                .map_err(|e| annotate(path, e))?;
+            match String::from_utf8(buf) {
+                Ok(text) => {
+                    stats.documents = 1;
+                    stats.bytes = text.len() as u64;
+                    sink(Record {
+                        text,
+                        ..Record::default()
+                    });
+                }
+                Err(e) => {
+                    stats.skipped_file = Some(format!(
+                        "not valid UTF-8 (byte offset {})",
+                        e.utf8_error().valid_up_to()
+                    ))
+                }
+            }
+        }
+        FileKind::JsonLines(compression) => {
+            let reader: Box<dyn Read> = match compression {
+                Compression::None => Box::new(file),
+                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+                Compression::Zstd => {
+                    Box::new(zstd::stream::read::Decoder::new(file).map_err(|e| annotate(path, e))?)
+                }
+            };
+            let mut reader = BufReader::with_capacity(1 << 20, reader);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| annotate(path, e))?;
+                if n == 0 {
+                    break;
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match parse_record(&line, text_field, with_meta) {
+                    Some(rec) => {
+                        stats.documents += 1;
+                        stats.bytes += rec.text.len() as u64;
+                        sink(rec);
+                    }
+                    None => stats.skipped_documents += 1,
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Parse one JSON line; `None` when it is not an object with a string `text_field`.
+pub fn parse_record(line: &[u8], text_field: &str, with_meta: bool) -> Option<Record> {
+    let serde_json::Value::Object(mut obj) = serde_json::from_slice(line).ok()? else {
+        return None;
+    };
+    let serde_json::Value::String(text) = obj.remove(text_field)? else {
+        return None;
+    };
+    let mut take = |k: &str| match obj.remove(k) {
+        Some(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    };
+    let (repo_name, path, license) = if with_meta {
+        (take("repo_name"), take("path"), take("license"))
+    } else {
+        (None, None, None)
+    };
+    Some(Record {
+        text,
+        repo_name,
+        path,
+        license,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn tmpdir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("codekiln-read-{}-{}", name, std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn kinds_from_names() {
+        assert_eq!(FileKind::of(Path::new("a.py")), FileKind::Text);
+        assert_eq!(
+            FileKind::of(Path::new("x/train-00000.jsonl.gz")),
+            FileKind::JsonLines(Compression::Gzip)
+        );
+        assert_eq!(
+            FileKind::of(Path::new("b.JSONL.ZST")),
+            FileKind::JsonLines(Compression::Zstd)
+        );
+    }
+
+    #[test]
+    fn jsonl_gz_zst_and_skips() {
+        let d = tmpdir("jsonl");
+        let body = "{\"content\": \"print(1)\\n\", \"repo_name\": \"r\", \"path\": \"p.py\"}\n\
+                    not json\n\n{\"other\": 1}\n{\"content\": \"x = 2\"}\n";
+        let plain = d.join("a.jsonl");
+        std::fs::write(&plain, body).unwrap();
+        let gz = d.join("a.jsonl.gz");
+        let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), Default::default());
+        enc.write_all(body.as_bytes()).unwrap();
+        enc.finish().unwrap();
+        let zst = d.join("a.jsonl.zst");
+        std::fs::write(&zst, zstd::encode_all(body.as_bytes(), 3).unwrap()).unwrap();
+        for p in [&plain, &gz, &zst] {
+            let mut docs = Vec::new();
+            let st = read_file(p, "content", true, |r| docs.push(r)).unwrap();
+            assert_eq!(st.documents, 2, "{}", p.display());
+            assert_eq!(st.skipped_documents, 2);
+            assert_eq!(docs[0].text, "print(1)\n");
+            assert_eq!(docs[0].repo_name.as_deref(), Some("r"));
+            assert_eq!(docs[1].text, "x = 2");
+            assert_eq!(st.bytes, 9 + 5);
+        }
+    }
+
+    #[test]
+    fn text_file_and_non_utf8() {
+        let d = tmpdir("text");
+        let good = d.join("ok.py");
+        std::fs::write(&good, "def f():\n    return 1\n").unwrap();
+        let bad = d.join("bad.py");
+        std::fs::write(&bad, b"x = '\xff'\n").unwrap();
+        let mut n = 0;
+        let st = read_file(&good, "content", false, |_| n += 1).unwrap();
+        assert_eq!((n, st.documents), (1, 1));
+        let st = read_file(&bad, "content", false, |_| panic!("no doc")).unwrap();
+        assert!(st.skipped_file.unwrap().contains("UTF-8"));
+        let err = read_file(&d.join("missing.py"), "content", false, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("missing.py"));
+    }
+}

@@ -1,0 +1,708 @@
+//! BPE trainer, in numbered stages:
+//!
+//! 1. count pieces: pre-tokenize every document and count unique pieces, in parallel, one
+//!    hash map per worker (u64 counts), merged at the end ([`Trainer::add_texts`],
+//!    [`Trainer::add_files`]: readers -> bounded channel -> counting workers);
+//! 2. words: every unique piece of two or more bytes becomes a word of byte ids in one flat
+//!    array (pieces of one byte can never merge);
+//! 3. count pairs: adjacent id pairs weighted by word count (overlapping occurrences count,
+//!    as in HF tokenizers), with, per pair, the list of words that contain it;
+//! 4. merge loop: a max-heap of (count, tie-break key) with lazy refresh: an entry whose count
+//!    went stale is pushed back with its true count. Applying a merge rewrites only the words
+//!    listed for the pair and updates counts incrementally (no recount).
+//!
+//! Tie-break: highest count first; among equal counts the pair with the smallest
+//! (order(left), order(right)), where order(byte) is the byte's rank in GPT-2's byte-level
+//! alphabet sorted by code point and order(merge i) = 256 + i -- the order HF tokenizers'
+//! BpeTrainer uses. Counts are sums and the tie-break is a total order, so the merges never
+//! depend on the thread count or on hash-map iteration order.
+
+use std::collections::BinaryHeap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use compact_str::CompactString;
+use hashbrown::HashMap;
+use rayon::prelude::*;
+use rustc_hash::FxBuildHasher;
+
+use crate::parallel;
+use crate::pretokenize::{pieces, Pattern};
+use crate::read::read_file_counted;
+use crate::vocab::byte_order;
+
+type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
+/// Pair counts and, per pair, the words (offsets) that contain it.
+type PairIndex = (FxMap<u64, i64>, FxMap<u64, Vec<u32>>);
+/// Unique piece -> number of occurrences.
+pub type PieceCounts = FxMap<CompactString, u64>;
+
+/// Documents handed to a counting worker at once (bytes of text, about).
+const BATCH_BYTES: usize = 1 << 20;
+
+fn count_into(map: &mut PieceCounts, text: &str, pattern: Pattern, newline: bool) -> u64 {
+    let mut n = 0;
+    for piece in pieces(text, pattern, newline) {
+        *map.entry_ref(piece).or_insert(0) += 1;
+        n += 1;
+    }
+    n
+}
+
+fn merge_counts(mut maps: Vec<PieceCounts>) -> PieceCounts {
+    maps.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    let mut it = maps.into_iter();
+    let mut total = it.next().unwrap_or_default();
+    for m in it {
+        for (k, v) in m {
+            *total.entry(k).or_insert(0) += v;
+        }
+    }
+    total
+}
+
+/// What [`Trainer::add_files`] read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilesReport {
+    pub files: u64,
+    pub documents: u64,
+    pub bytes: u64,
+    pub skipped_files: u64,
+    pub skipped_documents: u64,
+    /// (path, reason) for every skipped file and for files with skipped lines.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Piece counts accumulated over any number of `add_*` calls, then [`Trainer::train`].
+pub struct Trainer {
+    pub pattern: Pattern,
+    pub newline: bool,
+    pub text_field: String,
+    counts: PieceCounts,
+    pub documents: u64,
+    pub total_bytes: u64,
+    pub total_pieces: u64,
+}
+
+impl Trainer {
+    pub fn new(pattern: Pattern, newline: bool, text_field: &str) -> Trainer {
+        Trainer {
+            pattern,
+            newline,
+            text_field: text_field.to_string(),
+            counts: PieceCounts::default(),
+            documents: 0,
+            total_bytes: 0,
+            total_pieces: 0,
+        }
+    }
+
+    pub fn unique_pieces(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn counts(&self) -> &PieceCounts {
+        &self.counts
+    }
+
+    fn absorb(&mut self, mut maps: Vec<PieceCounts>) {
+        maps.push(std::mem::take(&mut self.counts));
+        self.counts = merge_counts(maps);
+    }
+
+    /// Stage 1 for in-memory texts.
+    pub fn add_texts(&mut self, texts: &[&str], num_threads: usize) {
+        let (pattern, newline) = (self.pattern, self.newline);
+        let (maps, pieces): (Vec<PieceCounts>, Vec<u64>) = parallel::install(num_threads, || {
+            texts
+                .par_iter()
+                .fold(
+                    || (PieceCounts::default(), 0u64),
+                    |(mut m, n), t| {
+                        let k = count_into(&mut m, t, pattern, newline);
+                        (m, n + k)
+                    },
+                )
+                .collect::<Vec<_>>()
+                .into_iter()
+                .unzip()
+        });
+        self.documents += texts.len() as u64;
+        self.total_bytes += texts.iter().map(|t| t.len() as u64).sum::<u64>();
+        self.total_pieces += pieces.iter().sum::<u64>();
+        self.absorb(maps);
+    }
+
+    /// Stage 1 for files: `readers` threads decompress/parse files into batches, `num_threads`
+    /// workers count them. `progress(done, total)` (bytes on disk) is called from this thread.
+    pub fn add_files(
+        &mut self,
+        paths: &[PathBuf],
+        num_threads: usize,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> io::Result<FilesReport> {
+        let num_threads = num_threads.max(1);
+        let total: u64 = paths
+            .iter()
+            .map(|p| {
+                std::fs::metadata(p)
+                    .map(|m| m.len())
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+            })
+            .collect::<io::Result<Vec<u64>>>()?
+            .iter()
+            .sum();
+        let (pattern, newline) = (self.pattern, self.newline);
+        let text_field = self.text_field.clone();
+        let done = AtomicU64::new(0);
+        let next_file = AtomicUsize::new(0);
+        let report = Mutex::new(FilesReport::default());
+        let error: Mutex<Option<io::Error>> = Mutex::new(None);
+        let readers = num_threads.min(paths.len()).max(1);
+        let finished = AtomicUsize::new(0);
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<String>>(2 * num_threads);
+
+        let maps: Vec<(PieceCounts, u64)> = std::thread::scope(|s| {
+            for _ in 0..readers {
+                let tx = tx.clone();
+                let (done, next_file, report, error, text_field) =
+                    (&done, &next_file, &report, &error, &text_field);
+                s.spawn(move || loop {
+                    let i = next_file.fetch_add(1, Ordering::Relaxed);
+                    if i >= paths.len() || error.lock().unwrap().is_some() {
+                        break;
+                    }
+                    let path = &paths[i];
+                    let mut batch: Vec<String> = Vec::new();
+                    let mut batch_bytes = 0usize;
+                    let res = read_file_counted(path, text_field, false, done, |rec| {
+                        batch_bytes += rec.text.len();
+                        batch.push(rec.text);
+                        if batch_bytes >= BATCH_BYTES {
+                            let _ = tx.send(std::mem::take(&mut batch));
+                            batch_bytes = 0;
+                        }
+                    });
+                    if !batch.is_empty() {
+                        let _ = tx.send(batch);
+                    }
+                    match res {
+                        Ok(st) => {
+                            let mut r = report.lock().unwrap();
+                            r.files += 1;
+                            r.documents += st.documents;
+                            r.bytes += st.bytes;
+                            r.skipped_documents += st.skipped_documents;
+                            let name = path.display().to_string();
+                            if let Some(reason) = st.skipped_file {
+                                r.skipped_files += 1;
+                                r.skipped.push((name, reason));
+                            } else if st.skipped_documents > 0 {
+                                let reason = format!(
+                                    "{} line(s) without a string field {:?} skipped",
+                                    st.skipped_documents, text_field
+                                );
+                                r.skipped.push((name, reason));
+                            }
+                        }
+                        Err(e) => {
+                            error.lock().unwrap().get_or_insert(e);
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let workers: Vec<_> = (0..num_threads)
+                .map(|_| {
+                    let rx = rx.clone();
+                    let finished = &finished;
+                    s.spawn(move || {
+                        let mut map = PieceCounts::default();
+                        let mut n = 0u64;
+                        for batch in rx.iter() {
+                            for text in &batch {
+                                n += count_into(&mut map, text, pattern, newline);
+                            }
+                        }
+                        finished.fetch_add(1, Ordering::Release);
+                        (map, n)
+                    })
+                })
+                .collect();
+            while finished.load(Ordering::Acquire) < num_threads {
+                progress(done.load(Ordering::Relaxed), total);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            progress(done.load(Ordering::Relaxed), total);
+            workers.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        if let Some(e) = error.into_inner().unwrap() {
+            return Err(e);
+        }
+        let mut report = report.into_inner().unwrap();
+        report.skipped.sort();
+        self.documents += report.documents;
+        self.total_bytes += report.bytes;
+        let (maps, pieces): (Vec<PieceCounts>, Vec<u64>) = maps.into_iter().unzip();
+        self.total_pieces += pieces.iter().sum::<u64>();
+        self.absorb(maps);
+        Ok(report)
+    }
+
+    /// Stages 2-4: learn up to `num_merges` merges (fewer when no pair count reaches
+    /// `min_frequency`). `progress(merges_done)` is called now and then.
+    pub fn train(
+        &self,
+        num_merges: usize,
+        min_frequency: u64,
+        num_threads: usize,
+        progress: &mut dyn FnMut(u64),
+    ) -> Vec<(u32, u32)> {
+        let words = Words::from_counts(&self.counts);
+        learn_merges(words, num_merges, min_frequency, num_threads, progress)
+    }
+}
+
+/// All multi-byte pieces as words of token ids, in one flat `u32` array. A word at offset
+/// `o` is `[len, count_lo, count_hi, id_0, .., id_len-1]` (its slot keeps the original length;
+/// `len` shrinks as merges apply). Lists refer to words by offset, so visiting a word in the
+/// merge loop touches one place in memory (the loop is bound by memory latency: keeping the
+/// header in a separate array measured ~1.5x slower).
+pub struct Words {
+    data: Vec<u32>,
+    /// Offsets of all words (used once, to count pairs).
+    offsets: Vec<u32>,
+}
+
+const HEADER: usize = 3;
+
+impl Words {
+    pub fn from_counts(counts: &PieceCounts) -> Words {
+        let mut w = Words {
+            data: Vec::new(),
+            offsets: Vec::new(),
+        };
+        for (piece, &c) in counts {
+            if piece.len() < 2 {
+                continue;
+            }
+            let o = u32::try_from(w.data.len())
+                .expect("unique pieces exceed 16 GiB of token ids; train on a sample");
+            w.offsets.push(o);
+            w.data.push(piece.len() as u32);
+            w.data.push(c as u32);
+            w.data.push((c >> 32) as u32);
+            w.data.extend(piece.bytes().map(u32::from));
+        }
+        w
+    }
+
+    #[inline(always)]
+    fn count(data: &[u32], o: usize) -> u64 {
+        data[o + 1] as u64 | ((data[o + 2] as u64) << 32)
+    }
+
+    fn word(&self, o: usize) -> &[u32] {
+        let len = self.data[o] as usize;
+        &self.data[o + HEADER..o + HEADER + len]
+    }
+}
+
+#[inline(always)]
+fn pair_key(a: u32, b: u32) -> u64 {
+    ((a as u64) << 32) | b as u64
+}
+
+#[inline(always)]
+fn unpair(k: u64) -> (u32, u32) {
+    ((k >> 32) as u32, k as u32)
+}
+
+/// A heap entry: ordered by count, then by the smallest tie-break key.
+#[derive(PartialEq, Eq)]
+struct Entry {
+    count: i64,
+    order: (u32, u32),
+    pair: u64,
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.count
+            .cmp(&other.count)
+            .then_with(|| other.order.cmp(&self.order))
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Stage 3: pair counts and, per pair, the sorted list of words containing it (in parallel).
+fn count_pairs(words: &Words, num_threads: usize) -> PairIndex {
+    let n = words.offsets.len();
+    let chunk = n.div_ceil(num_threads.max(1) * 8).max(1024);
+    let parts: Vec<PairIndex> = parallel::install(num_threads, || {
+        (0..n)
+            .into_par_iter()
+            .with_min_len(chunk)
+            .fold(
+                || (FxMap::default(), FxMap::default()),
+                |(mut counts, mut where_): PairIndex, i| {
+                    let o = words.offsets[i];
+                    let c = Words::count(&words.data, o as usize) as i64;
+                    for p in words.word(o as usize).windows(2) {
+                        let k = pair_key(p[0], p[1]);
+                        *counts.entry(k).or_insert(0) += c;
+                        let list = where_.entry(k).or_default();
+                        if list.last() != Some(&o) {
+                            list.push(o);
+                        }
+                    }
+                    (counts, where_)
+                },
+            )
+            .collect()
+    });
+    let mut parts = parts.into_iter();
+    let (mut counts, mut where_) = parts.next().unwrap_or_default();
+    for (c, w) in parts {
+        for (k, v) in c {
+            *counts.entry(k).or_insert(0) += v;
+        }
+        for (k, mut v) in w {
+            where_.entry(k).or_default().append(&mut v);
+        }
+    }
+    // The merge loop relies on every list being sorted and free of duplicates.
+    for list in where_.values_mut() {
+        list.sort_unstable();
+        list.dedup();
+    }
+    (counts, where_)
+}
+
+/// What rewriting some words for one merge changed.
+#[derive(Default)]
+struct MergeEffect {
+    /// Pair count changes (weighted by word count).
+    delta: FxMap<u64, i64>,
+    /// (new pair, word) registrations, in word order.
+    born: Vec<(u64, u32)>,
+}
+
+/// Raw access to the words for rewriting disjoint words from several threads.
+struct WordsPtr(*mut u32);
+
+// SAFETY: `apply_merge` only touches the words named in its slice of a duplicate-free list,
+// and the slices given to different threads are disjoint, so no word is accessed twice.
+unsafe impl Send for WordsPtr {}
+unsafe impl Sync for WordsPtr {}
+
+/// Rewrite the words in `list` (sorted, no duplicates), merging (a, b) -> new_id left to
+/// right without overlap, and record what changed.
+///
+/// # Safety
+/// Every index in `list` must be a valid word, and no other thread may touch those words.
+unsafe fn apply_merge(
+    words: &WordsPtr,
+    list: &[u32],
+    (a, b): (u32, u32),
+    new_id: u32,
+    effect: &mut MergeEffect,
+) {
+    for &wi in list {
+        // SAFETY: the caller guarantees exclusive access to the word at offset `wi`.
+        let header = unsafe { std::slice::from_raw_parts_mut(words.0.add(wi as usize), HEADER) };
+        let n = header[0] as usize;
+        let c = (header[1] as u64 | ((header[2] as u64) << 32)) as i64;
+        let w = unsafe { std::slice::from_raw_parts_mut(words.0.add(wi as usize + HEADER), n) };
+        let (mut r, mut out) = (0usize, 0usize);
+        let mut touched = false;
+        while r < n {
+            if r + 1 < n && w[r] == a && w[r + 1] == b {
+                if out > 0 {
+                    let prev = w[out - 1];
+                    *effect.delta.entry(pair_key(prev, a)).or_insert(0) -= c;
+                    *effect.delta.entry(pair_key(prev, new_id)).or_insert(0) += c;
+                }
+                if r + 2 < n {
+                    let next = w[r + 2];
+                    *effect.delta.entry(pair_key(b, next)).or_insert(0) -= c;
+                    *effect.delta.entry(pair_key(new_id, next)).or_insert(0) += c;
+                }
+                w[out] = new_id;
+                out += 1;
+                r += 2;
+                touched = true;
+            } else {
+                w[out] = w[r];
+                out += 1;
+                r += 1;
+            }
+        }
+        if !touched {
+            continue; // stale list entry: an earlier merge consumed the pair in this word
+        }
+        header[0] = out as u32;
+        for p in w[..out].windows(2) {
+            if p[0] == new_id || p[1] == new_id {
+                let k = pair_key(p[0], p[1]);
+                if effect.born.last() != Some(&(k, wi)) {
+                    effect.born.push((k, wi));
+                }
+            }
+        }
+    }
+}
+
+/// Lists at least this long are rewritten by all threads (smaller ones are not worth it).
+const PARALLEL_LIST: usize = 8192;
+
+/// Stages 3-4 on prepared words.
+pub fn learn_merges(
+    mut words: Words,
+    num_merges: usize,
+    min_frequency: u64,
+    num_threads: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Vec<(u32, u32)> {
+    let byte_rank = byte_order();
+    let order = |id: u32| if id < 256 { byte_rank[id as usize] } else { id };
+    let entry = |pair: u64, count: i64| {
+        let (a, b) = unpair(pair);
+        Entry {
+            count,
+            order: (order(a), order(b)),
+            pair,
+        }
+    };
+
+    let (mut pair_counts, mut pair_words) = count_pairs(&words, num_threads);
+    let mut heap: BinaryHeap<Entry> = pair_counts
+        .iter()
+        .filter(|&(_, &c)| c > 0)
+        .map(|(&p, &c)| entry(p, c))
+        .collect();
+    let mut merges: Vec<(u32, u32)> = Vec::with_capacity(num_merges);
+    let min_count = min_frequency.max(1) as i64;
+    words.offsets = Vec::new();
+    let ptr = WordsPtr(words.data.as_mut_ptr());
+    let pool = parallel::pool(num_threads.max(1));
+    let mut effect = MergeEffect::default();
+
+    while merges.len() < num_merges {
+        let Some(top) = heap.pop() else { break };
+        let current = pair_counts.get(&top.pair).copied().unwrap_or(0);
+        if current != top.count {
+            if current > 0 {
+                heap.push(entry(top.pair, current));
+            }
+            continue; // lazy refresh
+        }
+        if current < min_count {
+            break;
+        }
+        let (a, b) = unpair(top.pair);
+        let new_id = 256 + merges.len() as u32;
+        merges.push((a, b));
+        pair_counts.remove(&top.pair);
+        let list = pair_words.remove(&top.pair).unwrap_or_default();
+
+        effect.delta.clear();
+        effect.born.clear();
+        if num_threads > 1 && list.len() >= PARALLEL_LIST {
+            let chunk = list.len().div_ceil(num_threads * 4);
+            let parts: Vec<MergeEffect> = pool.install(|| {
+                list.par_chunks(chunk)
+                    .map(|part| {
+                        let mut e = MergeEffect::default();
+                        // SAFETY: chunks of a duplicate-free list are disjoint sets of words.
+                        unsafe { apply_merge(&ptr, part, (a, b), new_id, &mut e) };
+                        e
+                    })
+                    .collect()
+            });
+            for part in parts {
+                for (k, d) in part.delta {
+                    *effect.delta.entry(k).or_insert(0) += d;
+                }
+                effect.born.extend(part.born);
+            }
+        } else {
+            // SAFETY: single-threaded here; the list has no duplicates.
+            unsafe { apply_merge(&ptr, &list, (a, b), new_id, &mut effect) };
+        }
+        // Chunks come back in order, so each new pair's list is sorted by word.
+        for &(k, wi) in &effect.born {
+            let l = pair_words.entry(k).or_default();
+            if l.last() != Some(&wi) {
+                l.push(wi);
+            }
+        }
+        for (&pair, &d) in &effect.delta {
+            if pair == top.pair || d == 0 {
+                continue;
+            }
+            let slot = pair_counts.entry(pair).or_insert(0);
+            *slot += d;
+            let now = *slot;
+            if now <= 0 {
+                pair_counts.remove(&pair);
+                pair_words.remove(&pair);
+            } else if d > 0 {
+                // Only pairs containing the new token grow, and they are new: push them once.
+                heap.push(entry(pair, now));
+            }
+        }
+        if merges.len().is_multiple_of(256) {
+            progress(merges.len() as u64);
+        }
+    }
+    progress(merges.len() as u64);
+    merges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Naive reference: recount every pair after every merge.
+    fn naive(counts: &PieceCounts, num_merges: usize, min_frequency: u64) -> Vec<(u32, u32)> {
+        let byte_rank = byte_order();
+        let order = |id: u32| if id < 256 { byte_rank[id as usize] } else { id };
+        let mut words: Vec<(Vec<u32>, i64)> = counts
+            .iter()
+            .map(|(p, &c)| (p.bytes().map(u32::from).collect(), c as i64))
+            .collect();
+        let mut merges = Vec::new();
+        while merges.len() < num_merges {
+            let mut pc: std::collections::HashMap<(u32, u32), i64> = Default::default();
+            for (w, c) in &words {
+                for p in w.windows(2) {
+                    *pc.entry((p[0], p[1])).or_default() += c;
+                }
+            }
+            let best = pc.iter().max_by(|x, y| {
+                x.1.cmp(y.1).then_with(|| {
+                    (order(y.0 .0), order(y.0 .1)).cmp(&(order(x.0 .0), order(x.0 .1)))
+                })
+            });
+            let Some((&(a, b), &c)) = best else { break };
+            if c < min_frequency.max(1) as i64 {
+                break;
+            }
+            let new_id = 256 + merges.len() as u32;
+            merges.push((a, b));
+            for (w, _) in &mut words {
+                let mut out = Vec::with_capacity(w.len());
+                let mut i = 0;
+                while i < w.len() {
+                    if i + 1 < w.len() && w[i] == a && w[i + 1] == b {
+                        out.push(new_id);
+                        i += 2;
+                    } else {
+                        out.push(w[i]);
+                        i += 1;
+                    }
+                }
+                *w = out;
+            }
+        }
+        merges
+    }
+
+    fn corpus(seed: u64, n: usize, alphabet: &[u8]) -> Vec<String> {
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..n)
+            .map(|_| {
+                let len = (next() % 40) as usize;
+                (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incremental_equals_naive_recount() {
+        for (seed, alphabet) in [
+            (1, &b"ab "[..]),
+            (2, &b"aab\n "[..]),
+            (3, &b"abcde fg\n\t"[..]),
+            (4, &b"aaaa b"[..]),
+        ] {
+            let texts = corpus(seed, 300, alphabet);
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            for (pattern, newline) in [(Pattern::Code, true), (Pattern::Gpt2, false)] {
+                let mut t = Trainer::new(pattern, newline, "content");
+                t.add_texts(&refs, 2);
+                for min_freq in [1, 2, 5] {
+                    let fast = t.train(200, min_freq, 2, &mut |_| {});
+                    let slow = naive(t.counts(), 200, min_freq);
+                    assert_eq!(fast, slow, "seed {seed} {pattern:?} min_freq {min_freq}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn thread_count_invariance() {
+        let texts = corpus(7, 2000, b"abcab  \n\txyz_01");
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let mut results = Vec::new();
+        for threads in [1, 2, 3, 8] {
+            let mut t = Trainer::new(Pattern::Code, true, "content");
+            t.add_texts(&refs, threads);
+            results.push(t.train(300, 2, threads, &mut |_| {}));
+        }
+        assert!(results.windows(2).all(|w| w[0] == w[1]));
+        assert!(!results[0].is_empty());
+    }
+
+    #[test]
+    fn files_count_like_texts() {
+        let dir = std::env::temp_dir().join(format!("codekiln-train-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let texts = corpus(9, 50, b"def x(y):\n  return");
+        let mut paths = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            let p = dir.join(format!("f{i}.py"));
+            std::fs::write(&p, t).unwrap();
+            paths.push(p);
+        }
+        let bad = dir.join("bad.py");
+        std::fs::write(&bad, b"\xff\xfe").unwrap();
+        paths.push(bad);
+        let mut from_files = Trainer::new(Pattern::Code, true, "content");
+        let mut calls = 0;
+        let report = from_files
+            .add_files(&paths, 2, &mut |_, _| calls += 1)
+            .unwrap();
+        assert!(calls >= 1);
+        assert_eq!(report.files, 51);
+        assert_eq!(report.skipped_files, 1);
+        assert_eq!(report.documents, 50);
+        let mut from_texts = Trainer::new(Pattern::Code, true, "content");
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        from_texts.add_texts(&refs, 1);
+        assert_eq!(from_files.counts(), from_texts.counts());
+        assert_eq!(from_files.total_pieces, from_texts.total_pieces);
+        let missing = vec![dir.join("nope.py")];
+        let err = Trainer::new(Pattern::Code, true, "content")
+            .add_files(&missing, 1, &mut |_, _| {})
+            .unwrap_err();
+        assert!(err.to_string().contains("nope.py"));
+    }
+}
