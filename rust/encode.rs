@@ -218,43 +218,68 @@ impl Encoder {
         out.extend_from_slice(&ids[..n]);
     }
 
-    /// O(n log n) merge with a min-heap of (rank, position) over a linked list of parts.
+    /// Merge a long piece rank by rank over a linked list of parts.
+    ///
+    /// Positions waiting to merge are bucketed by rank; ranks are taken smallest first and a
+    /// bucket's positions left to right. Merging at rank r only creates pairs containing token
+    /// r, whose ranks are > r, so a finished rank never comes back and the order equals the
+    /// (rank, position) order of the short path. Measured: a binary heap of (rank, position)
+    /// spent 80% of its time in `pop` on 1 MB of spaces (400 ms); buckets keep the work in
+    /// sequential scans.
     fn bpe_long(&self, piece: &[u8], out: &mut Vec<u32>) {
         let n = piece.len();
         let none = u32::MAX;
         let mut tok: Vec<u32> = piece.iter().map(|&b| b as u32).collect();
         let mut next: Vec<u32> = (1..=n as u32).collect();
         let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
-        prev[0] = none;
         let mut alive = vec![true; n];
-        let mut heap = BinaryHeap::with_capacity(n);
+        let mut buckets: FxMap<u32, Vec<u32>> = FxMap::default();
+        let mut ranks: BinaryHeap<Reverse<u32>> = BinaryHeap::new();
+        let add = |buckets: &mut FxMap<u32, Vec<u32>>,
+                   ranks: &mut BinaryHeap<Reverse<u32>>,
+                   r: u32,
+                   pos: u32| {
+            let b = buckets.entry(r).or_default();
+            if b.is_empty() {
+                ranks.push(Reverse(r));
+            }
+            b.push(pos);
+        };
         for i in 0..n - 1 {
             let r = self.rank(tok[i], tok[i + 1]);
             if r != NO_RANK {
-                heap.push(Reverse((r, i as u32)));
+                add(&mut buckets, &mut ranks, r, i as u32);
             }
         }
-        while let Some(Reverse((r, i))) = heap.pop() {
-            let i = i as usize;
-            let j = next[i] as usize;
-            if !alive[i] || j >= n || self.rank(tok[i], tok[j]) != r {
-                continue; // stale entry
+        while let Some(Reverse(r)) = ranks.pop() {
+            let Some(mut positions) = buckets.remove(&r) else {
+                continue;
+            };
+            if !positions.is_sorted() {
+                positions.sort_unstable();
             }
-            tok[i] = r;
-            alive[j] = false;
-            next[i] = next[j];
-            if (next[i] as usize) < n {
-                prev[next[i] as usize] = i as u32;
-                let r2 = self.rank(tok[i], tok[next[i] as usize]);
-                if r2 != NO_RANK {
-                    heap.push(Reverse((r2, i as u32)));
+            for &i in &positions {
+                let i = i as usize;
+                let j = next[i] as usize;
+                if !alive[i] || j >= n || self.rank(tok[i], tok[j]) != r {
+                    continue; // consumed by an earlier merge
                 }
-            }
-            if prev[i] != none {
-                let p = prev[i] as usize;
-                let r2 = self.rank(tok[p], tok[i]);
-                if r2 != NO_RANK {
-                    heap.push(Reverse((r2, p as u32)));
+                tok[i] = r;
+                alive[j] = false;
+                next[i] = next[j];
+                if (next[i] as usize) < n {
+                    prev[next[i] as usize] = i as u32;
+                    let r2 = self.rank(tok[i], tok[next[i] as usize]);
+                    if r2 != NO_RANK {
+                        add(&mut buckets, &mut ranks, r2, i as u32);
+                    }
+                }
+                if prev[i] != none {
+                    let p = prev[i] as usize;
+                    let r2 = self.rank(tok[p], tok[i]);
+                    if r2 != NO_RANK {
+                        add(&mut buckets, &mut ranks, r2, p as u32);
+                    }
                 }
             }
         }
@@ -404,6 +429,52 @@ mod tests {
             }
             e.bpe_long(s.as_bytes(), &mut long);
             assert_eq!(short, long, "n={n}");
+        }
+    }
+
+    fn naive(e: &Encoder, piece: &[u8]) -> Vec<u32> {
+        let mut ids: Vec<u32> = piece.iter().map(|&b| u32::from(b)).collect();
+        loop {
+            let best = (0..ids.len().saturating_sub(1))
+                .map(|i| (e.rank(ids[i], ids[i + 1]), i))
+                .min();
+            match best {
+                Some((r, i)) if r != NO_RANK => {
+                    ids[i] = r;
+                    ids.remove(i + 1);
+                }
+                _ => return ids,
+            }
+        }
+    }
+
+    #[test]
+    fn long_pieces_match_naive_merging() {
+        // Merges learned from random text over a tiny alphabet: many overlapping candidates.
+        let mut state: u64 = 0x1234_5678_9abc_def1;
+        let mut rnd = move |m: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % m
+        };
+        let alphabet = b"aab";
+        let texts: Vec<String> = (0..400)
+            .map(|_| {
+                (0..(5 + rnd(300)))
+                    .map(|_| alphabet[rnd(3) as usize] as char)
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let mut t = crate::train::Trainer::new(Pattern::Code, true, "content");
+        t.add_texts(&refs, 1);
+        let merges = t.train(300, 1, 1, &mut |_| {});
+        let e = enc(&merges, true);
+        for text in &texts {
+            let mut got = Vec::new();
+            e.bpe_slow(text.as_bytes(), &mut got);
+            assert_eq!(got, naive(&e, text.as_bytes()), "{text}");
         }
     }
 

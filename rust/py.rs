@@ -50,6 +50,18 @@ fn pattern_regex(pattern: &str, newline: bool) -> PyResult<String> {
 #[pyclass(module = "codekiln._core")]
 struct Trainer {
     inner: RsTrainer,
+    trained: bool,
+}
+
+impl Trainer {
+    fn check_open(&self) -> PyResult<()> {
+        if self.trained {
+            return Err(PyValueError::new_err(
+                "this Trainer has already been trained (training frees its counts); make a new one",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[pymethods]
@@ -59,15 +71,23 @@ impl Trainer {
     fn new(pattern: &str, newline: bool, text_field: &str) -> PyResult<Self> {
         Ok(Trainer {
             inner: RsTrainer::new(parse_pattern(pattern)?, newline, text_field),
+            trained: false,
         })
     }
 
-    fn add_texts(&mut self, py: Python<'_>, texts: Vec<PyBackedStr>, num_threads: usize) {
+    fn add_texts(
+        &mut self,
+        py: Python<'_>,
+        texts: Vec<PyBackedStr>,
+        num_threads: usize,
+    ) -> PyResult<()> {
+        self.check_open()?;
         let inner = &mut self.inner;
         py.detach(|| {
             let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
             inner.add_texts(&refs, threads(num_threads));
-        })
+        });
+        Ok(())
     }
 
     #[pyo3(signature = (paths, num_threads, progress = None))]
@@ -78,6 +98,7 @@ impl Trainer {
         num_threads: usize,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
+        self.check_open()?;
         let inner = &mut self.inner;
         let report = py
             .detach(|| {
@@ -123,15 +144,17 @@ impl Trainer {
 
     #[pyo3(signature = (num_merges, min_frequency, num_threads, progress = None))]
     fn train(
-        &self,
+        &mut self,
         py: Python<'_>,
         num_merges: usize,
         min_frequency: u64,
         num_threads: usize,
         progress: Option<Py<PyAny>>,
-    ) -> Vec<(u32, u32)> {
-        let inner = &self.inner;
-        py.detach(|| {
+    ) -> PyResult<Vec<(u32, u32)>> {
+        self.check_open()?;
+        self.trained = true;
+        let inner = &mut self.inner;
+        Ok(py.detach(|| {
             let mut cb = |done: u64| {
                 if let Some(f) = &progress {
                     Python::attach(|py| {
@@ -139,8 +162,8 @@ impl Trainer {
                     });
                 }
             };
-            inner.train(num_merges, min_frequency, threads(num_threads), &mut cb)
-        })
+            inner.train_consuming(num_merges, min_frequency, threads(num_threads), &mut cb)
+        }))
     }
 }
 
@@ -506,14 +529,14 @@ impl Packer {
 /// Redact secrets and PII: `(redacted_text, counts_by_kind)`.
 #[pyfunction]
 fn redact<'py>(py: Python<'py>, text: &str) -> PyResult<(String, Bound<'py, PyDict>)> {
-    let (out, counts) = py.detach(|| crate::redact::Redactor::new().redact(text));
+    let (out, counts) = py.detach(|| crate::redact::Redactor::shared().redact(text));
     Ok((out, redaction_dict(py, &counts)?))
 }
 
 /// `(start, end, kind)` of every redaction finding (byte offsets in the UTF-8 text).
 #[pyfunction]
 fn redaction_spans(py: Python<'_>, text: &str) -> Vec<(usize, usize, &'static str)> {
-    py.detach(|| crate::redact::Redactor::new().find(text))
+    py.detach(|| crate::redact::Redactor::shared().find(text))
         .into_iter()
         .map(|(s, e, k)| (s, e, k.name()))
         .collect()

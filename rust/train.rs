@@ -261,7 +261,21 @@ impl Trainer {
         num_threads: usize,
         progress: &mut dyn FnMut(u64),
     ) -> Vec<(u32, u32)> {
-        let words = Words::from_counts(&self.counts);
+        let words = Words::from_counts(self.counts.iter().map(|(k, &v)| (k.as_str(), v)));
+        learn_merges(words, num_merges, min_frequency, num_threads, progress)
+    }
+
+    /// [`Trainer::train`] that frees the piece counts as it builds the words, lowering peak
+    /// memory; the trainer is empty afterwards.
+    pub fn train_consuming(
+        &mut self,
+        num_merges: usize,
+        min_frequency: u64,
+        num_threads: usize,
+        progress: &mut dyn FnMut(u64),
+    ) -> Vec<(u32, u32)> {
+        let counts = std::mem::take(&mut self.counts);
+        let words = Words::from_counts(counts.into_iter());
         learn_merges(words, num_merges, min_frequency, num_threads, progress)
     }
 }
@@ -280,12 +294,13 @@ pub struct Words {
 const HEADER: usize = 3;
 
 impl Words {
-    pub fn from_counts(counts: &PieceCounts) -> Words {
+    pub fn from_counts<S: AsRef<str>>(counts: impl Iterator<Item = (S, u64)>) -> Words {
         let mut w = Words {
             data: Vec::new(),
             offsets: Vec::new(),
         };
-        for (piece, &c) in counts {
+        for (piece, c) in counts {
+            let piece = piece.as_ref();
             if piece.len() < 2 {
                 continue;
             }

@@ -65,7 +65,8 @@ class Trainer:
         BpeTrainer): the pair with the highest count wins; among equal counts the pair whose
         (order(left), order(right)) is smallest, where order(byte) is the byte's position in
         GPT-2's byte-to-unicode alphabet sorted by code point and order(merge i) = 256 + i.
-        ``progress(merges_done)`` is called now and then."""
+        ``progress(merges_done)`` is called now and then. Training frees the piece counts as it
+        goes (lower peak memory): a second ``train`` or ``add_*`` call raises ``ValueError``."""
 
 class Encoder:
     """An immutable BPE encoder/decoder; safe to share between threads."""
