@@ -138,7 +138,7 @@ impl Trainer {
     }
 
     #[getter]
-    fn unique_pieces(&self) -> usize {
+    fn unique_pieces(&mut self) -> usize {
         self.inner.unique_pieces()
     }
 

@@ -81,7 +81,9 @@ pub struct Trainer {
     pub pattern: Pattern,
     pub newline: bool,
     pub text_field: String,
-    counts: PieceCounts,
+    /// Per-worker partial counts, kept across `add_*` calls and merged only when needed
+    /// (merging per batch measured as a large share of counting time).
+    partials: Vec<PieceCounts>,
     pub documents: u64,
     pub total_bytes: u64,
     pub total_pieces: u64,
@@ -93,47 +95,60 @@ impl Trainer {
             pattern,
             newline,
             text_field: text_field.to_string(),
-            counts: PieceCounts::default(),
+            partials: Vec::new(),
             documents: 0,
             total_bytes: 0,
             total_pieces: 0,
         }
     }
 
-    pub fn unique_pieces(&self) -> usize {
-        self.counts.len()
+    pub fn unique_pieces(&mut self) -> usize {
+        self.counts().len()
     }
 
-    pub fn counts(&self) -> &PieceCounts {
-        &self.counts
+    /// All counts so far (merges the partial maps into one).
+    pub fn counts(&mut self) -> &PieceCounts {
+        if self.partials.len() != 1 {
+            let merged = merge_counts(std::mem::take(&mut self.partials));
+            self.partials.push(merged);
+        }
+        &self.partials[0]
     }
 
-    fn absorb(&mut self, mut maps: Vec<PieceCounts>) {
-        maps.push(std::mem::take(&mut self.counts));
-        self.counts = merge_counts(maps);
-    }
-
-    /// Stage 1 for in-memory texts.
+    /// Stage 1 for in-memory texts: split into `num_threads` runs of about equal bytes, each
+    /// counted into its own partial map.
     pub fn add_texts(&mut self, texts: &[&str], num_threads: usize) {
         let (pattern, newline) = (self.pattern, self.newline);
-        let (maps, pieces): (Vec<PieceCounts>, Vec<u64>) = parallel::install(num_threads, || {
-            texts
-                .par_iter()
-                .fold(
-                    || (PieceCounts::default(), 0u64),
-                    |(mut m, n), t| {
-                        let k = count_into(&mut m, t, pattern, newline);
-                        (m, n + k)
-                    },
-                )
-                .collect::<Vec<_>>()
-                .into_iter()
-                .unzip()
+        let n = num_threads.max(1);
+        if self.partials.len() < n {
+            self.partials.resize_with(n, PieceCounts::default);
+        }
+        let total: usize = texts.iter().map(|t| t.len()).sum();
+        let mut chunks: Vec<&[&str]> = Vec::with_capacity(n);
+        let (mut begin, mut acc) = (0usize, 0usize);
+        for (i, t) in texts.iter().enumerate() {
+            acc += t.len();
+            if acc * n >= total * (chunks.len() + 1) && chunks.len() + 1 < n {
+                chunks.push(&texts[begin..=i]);
+                begin = i + 1;
+            }
+        }
+        chunks.push(&texts[begin..]);
+        let pieces: u64 = parallel::install(n, || {
+            self.partials[..chunks.len()]
+                .par_iter_mut()
+                .zip(chunks.par_iter())
+                .map(|(map, chunk)| {
+                    chunk
+                        .iter()
+                        .map(|t| count_into(map, t, pattern, newline))
+                        .sum::<u64>()
+                })
+                .sum()
         });
         self.documents += texts.len() as u64;
-        self.total_bytes += texts.iter().map(|t| t.len() as u64).sum::<u64>();
-        self.total_pieces += pieces.iter().sum::<u64>();
-        self.absorb(maps);
+        self.total_bytes += total as u64;
+        self.total_pieces += pieces;
     }
 
     /// Stage 1 for files: `readers` threads decompress/parse files into batches, `num_threads`
@@ -248,20 +263,23 @@ impl Trainer {
         self.total_bytes += report.bytes;
         let (maps, pieces): (Vec<PieceCounts>, Vec<u64>) = maps.into_iter().unzip();
         self.total_pieces += pieces.iter().sum::<u64>();
-        self.absorb(maps);
+        self.partials.extend(maps);
+        if self.partials.len() > 4 * num_threads {
+            self.counts();
+        }
         Ok(report)
     }
 
     /// Stages 2-4: learn up to `num_merges` merges (fewer when no pair count reaches
     /// `min_frequency`). `progress(merges_done)` is called now and then.
     pub fn train(
-        &self,
+        &mut self,
         num_merges: usize,
         min_frequency: u64,
         num_threads: usize,
         progress: &mut dyn FnMut(u64),
     ) -> Vec<(u32, u32)> {
-        let words = Words::from_counts(self.counts.iter().map(|(k, &v)| (k.as_str(), v)));
+        let words = Words::from_counts(self.counts().iter().map(|(k, &v)| (k.as_str(), v)));
         learn_merges(words, num_merges, min_frequency, num_threads, progress)
     }
 
@@ -274,7 +292,8 @@ impl Trainer {
         num_threads: usize,
         progress: &mut dyn FnMut(u64),
     ) -> Vec<(u32, u32)> {
-        let counts = std::mem::take(&mut self.counts);
+        self.counts();
+        let counts = std::mem::take(&mut self.partials).pop().unwrap_or_default();
         let words = Words::from_counts(counts.into_iter());
         learn_merges(words, num_merges, min_frequency, num_threads, progress)
     }
