@@ -469,7 +469,7 @@ mod tests {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let mut t = crate::train::Trainer::new(Pattern::Code, true, "content");
         t.add_texts(&refs, 1);
-        let merges = t.train(300, 1, 1, &mut |_| {});
+        let merges = t.train(300, 1, 1, &mut |_| true);
         let e = enc(&merges, true);
         for text in &texts {
             let mut got = Vec::new();

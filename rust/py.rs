@@ -30,6 +30,22 @@ fn parse_pattern(name: &str) -> PyResult<Pattern> {
     })
 }
 
+/// Run a progress callback with the GIL, also checking for signals (Ctrl-C). Returns whether
+/// the Rust side should go on; the first Python error is kept in `failure` to be raised.
+fn callback(failure: &mut Option<PyErr>, f: impl FnOnce(Python<'_>) -> PyResult<()>) -> bool {
+    if failure.is_some() {
+        return false;
+    }
+    let res = Python::attach(|py| f(py).and_then(|_| py.check_signals()));
+    match res {
+        Ok(()) => true,
+        Err(e) => {
+            *failure = Some(e);
+            false
+        }
+    }
+}
+
 fn threads(n: usize) -> usize {
     n.max(1)
 }
@@ -100,18 +116,20 @@ impl Trainer {
     ) -> PyResult<Bound<'py, PyDict>> {
         self.check_open()?;
         let inner = &mut self.inner;
-        let report = py
-            .detach(|| {
-                let mut cb = |done: u64, total: u64| {
-                    if let Some(f) = &progress {
-                        Python::attach(|py| {
-                            let _ = f.call1(py, (done, total));
-                        });
-                    }
-                };
-                inner.add_files(&paths, threads(num_threads), &mut cb)
-            })
-            .map_err(io_err)?;
+        let mut failure: Option<PyErr> = None;
+        let result = py.detach(|| {
+            let mut cb = |done: u64, total: u64| {
+                callback(&mut failure, |py| match &progress {
+                    Some(f) => f.call1(py, (done, total)).map(drop),
+                    None => Ok(()),
+                })
+            };
+            inner.add_files(&paths, threads(num_threads), &mut cb)
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let report = result.map_err(io_err)?;
         let d = PyDict::new(py);
         d.set_item("files", report.files)?;
         d.set_item("documents", report.documents)?;
@@ -154,16 +172,20 @@ impl Trainer {
         self.check_open()?;
         self.trained = true;
         let inner = &mut self.inner;
-        Ok(py.detach(|| {
+        let mut failure: Option<PyErr> = None;
+        let merges = py.detach(|| {
             let mut cb = |done: u64| {
-                if let Some(f) = &progress {
-                    Python::attach(|py| {
-                        let _ = f.call1(py, (done,));
-                    });
-                }
+                callback(&mut failure, |py| match &progress {
+                    Some(f) => f.call1(py, (done,)).map(drop),
+                    None => Ok(()),
+                })
             };
             inner.train_consuming(num_merges, min_frequency, threads(num_threads), &mut cb)
-        }))
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(merges),
+        }
     }
 }
 

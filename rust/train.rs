@@ -157,7 +157,7 @@ impl Trainer {
         &mut self,
         paths: &[PathBuf],
         num_threads: usize,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut dyn FnMut(u64, u64) -> bool,
     ) -> io::Result<FilesReport> {
         let num_threads = num_threads.max(1);
         let total: u64 = paths
@@ -194,6 +194,9 @@ impl Trainer {
                     let mut batch: Vec<String> = Vec::new();
                     let mut batch_bytes = 0usize;
                     let res = read_file_counted(path, text_field, false, done, |rec| {
+                        if batch_bytes == 0 && error.lock().unwrap().is_some() {
+                            return; // stopping
+                        }
                         batch_bytes += rec.text.len();
                         batch.push(rec.text);
                         if batch_bytes >= BATCH_BYTES {
@@ -233,11 +236,14 @@ impl Trainer {
             let workers: Vec<_> = (0..num_threads)
                 .map(|_| {
                     let rx = rx.clone();
-                    let finished = &finished;
+                    let (finished, error) = (&finished, &error);
                     s.spawn(move || {
                         let mut map = PieceCounts::default();
                         let mut n = 0u64;
                         for batch in rx.iter() {
+                            if error.lock().unwrap().is_some() {
+                                continue; // stopping: drain the channel so readers finish
+                            }
                             for text in &batch {
                                 n += count_into(&mut map, text, pattern, newline);
                             }
@@ -248,7 +254,10 @@ impl Trainer {
                 })
                 .collect();
             while finished.load(Ordering::Acquire) < num_threads {
-                progress(done.load(Ordering::Relaxed), total);
+                if !progress(done.load(Ordering::Relaxed), total) {
+                    let stop = io::Error::new(io::ErrorKind::Interrupted, "interrupted");
+                    error.lock().unwrap().get_or_insert(stop);
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
             progress(done.load(Ordering::Relaxed), total);
@@ -277,7 +286,7 @@ impl Trainer {
         num_merges: usize,
         min_frequency: u64,
         num_threads: usize,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut dyn FnMut(u64) -> bool,
     ) -> Vec<(u32, u32)> {
         let words = Words::from_counts(self.counts().iter().map(|(k, &v)| (k.as_str(), v)));
         learn_merges(words, num_merges, min_frequency, num_threads, progress)
@@ -290,7 +299,7 @@ impl Trainer {
         num_merges: usize,
         min_frequency: u64,
         num_threads: usize,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut dyn FnMut(u64) -> bool,
     ) -> Vec<(u32, u32)> {
         self.counts();
         let counts = std::mem::take(&mut self.partials).pop().unwrap_or_default();
@@ -504,7 +513,7 @@ pub fn learn_merges(
     num_merges: usize,
     min_frequency: u64,
     num_threads: usize,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64) -> bool,
 ) -> Vec<(u32, u32)> {
     let byte_rank = byte_order();
     let order = |id: u32| if id < 256 { byte_rank[id as usize] } else { id };
@@ -594,8 +603,8 @@ pub fn learn_merges(
                 heap.push(entry(pair, now));
             }
         }
-        if merges.len().is_multiple_of(256) {
-            progress(merges.len() as u64);
+        if merges.len().is_multiple_of(256) && !progress(merges.len() as u64) {
+            break; // the caller asked to stop (e.g. Ctrl-C); it discards the result
         }
     }
     progress(merges.len() as u64);
@@ -683,7 +692,7 @@ mod tests {
                 let mut t = Trainer::new(pattern, newline, "content");
                 t.add_texts(&refs, 2);
                 for min_freq in [1, 2, 5] {
-                    let fast = t.train(200, min_freq, 2, &mut |_| {});
+                    let fast = t.train(200, min_freq, 2, &mut |_| true);
                     let slow = naive(t.counts(), 200, min_freq);
                     assert_eq!(fast, slow, "seed {seed} {pattern:?} min_freq {min_freq}");
                 }
@@ -699,7 +708,7 @@ mod tests {
         for threads in [1, 2, 3, 8] {
             let mut t = Trainer::new(Pattern::Code, true, "content");
             t.add_texts(&refs, threads);
-            results.push(t.train(300, 2, threads, &mut |_| {}));
+            results.push(t.train(300, 2, threads, &mut |_| true));
         }
         assert!(results.windows(2).all(|w| w[0] == w[1]));
         assert!(!results[0].is_empty());
@@ -722,7 +731,10 @@ mod tests {
         let mut from_files = Trainer::new(Pattern::Code, true, "content");
         let mut calls = 0;
         let report = from_files
-            .add_files(&paths, 2, &mut |_, _| calls += 1)
+            .add_files(&paths, 2, &mut |_, _| {
+                calls += 1;
+                true
+            })
             .unwrap();
         assert!(calls >= 1);
         assert_eq!(report.files, 51);
@@ -735,7 +747,7 @@ mod tests {
         assert_eq!(from_files.total_pieces, from_texts.total_pieces);
         let missing = vec![dir.join("nope.py")];
         let err = Trainer::new(Pattern::Code, true, "content")
-            .add_files(&missing, 1, &mut |_, _| {})
+            .add_files(&missing, 1, &mut |_, _| true)
             .unwrap_err();
         assert!(err.to_string().contains("nope.py"));
     }

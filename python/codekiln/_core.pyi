@@ -38,11 +38,13 @@ class Trainer:
         num_threads: int,
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, object]:
-        """Read and count files: ``.jsonl``/``.jsonl.gz``/``.jsonl.zst`` (one document per line,
+        """Read and count files: ``.jsonl``/``.jsonl.gz``/``.jsonl.zst`` (also ``.json*``,
+        case-insensitive; one document per line,
         text in ``text_field``; lines without it are skipped) and anything else as one UTF-8
         document per file. ``progress(done_bytes, total_bytes)`` is called now and then (file
         bytes on disk). Returns ``{"files", "documents", "bytes", "skipped_files",
-        "skipped_documents", "skipped": [(path, reason), ...]}``. Undecodable files and lines
+        "skipped_documents", "skipped": [(path, reason), ...]}`` (``files`` includes skipped
+        files). Undecodable files and lines
         are skipped and counted, never fatal; a missing file raises ``OSError`` naming it."""
     @property
     def documents(self) -> int: ...

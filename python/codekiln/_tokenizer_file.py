@@ -1,0 +1,117 @@
+"""The tokenizer file format's building blocks: GPT-2 byte-level token strings, merge parsing,
+atomic writes and the error type. :meth:`codekiln.Tokenizer.save` / ``load`` assemble them; the
+format is described in ``docs/tokenizer.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+
+FORMAT_NAME = "codekiln-tokenizer"
+FORMAT_VERSION = 1
+
+
+class TokenizerFileError(ValueError):
+    """A tokenizer file is corrupt, truncated, of another format or of a newer version."""
+
+
+@functools.cache
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table (the "byte-level" alphabet).
+
+    >>> bytes_to_unicode()[ord(" ")], bytes_to_unicode()[ord("\\n")], bytes_to_unicode()[ord("a")]
+    ('Ġ', 'Ċ', 'a')
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return dict(sorted(table.items()))
+
+
+@functools.cache
+def _unicode_to_byte() -> dict[str, int]:
+    return {c: b for b, c in bytes_to_unicode().items()}
+
+
+def bytes_to_token_str(data: bytes) -> str:
+    """The byte-level unicode form of ``data`` (as in HF ``vocab.json``/``merges.txt``)."""
+    table = bytes_to_unicode()
+    return "".join(table[b] for b in data)
+
+
+def token_str_to_bytes(token: str) -> bytes:
+    """Inverse of :func:`bytes_to_token_str`; ``ValueError`` for a character outside the table."""
+    table = _unicode_to_byte()
+    try:
+        return bytes(table[c] for c in token)
+    except KeyError as e:
+        raise ValueError(f"{token!r} is not a byte-level token string (bad char {e})") from None
+
+
+def parse_merges(raw: object) -> list[tuple[int, int]]:
+    if not isinstance(raw, list):
+        raise ValueError('"merges" must be a list')
+    table: dict[str, int] = {bytes_to_token_str(bytes([b])): b for b in range(256)}
+    contents = [bytes([b]) for b in range(256)]
+    merges: list[tuple[int, int]] = []
+    for i, entry in enumerate(raw):
+        if isinstance(entry, str):
+            parts = entry.split(" ")
+            if len(parts) != 2 or not all(parts):
+                raise ValueError(f"merge {i} {entry!r} is not two tokens separated by one space")
+            try:
+                left, right = table[parts[0]], table[parts[1]]
+            except KeyError as e:
+                raise ValueError(
+                    f"merge {i} {entry!r} uses {e}, which is not a token yet"
+                ) from None
+        elif (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in entry)
+        ):
+            left, right = entry
+            if not (0 <= left < len(contents) and 0 <= right < len(contents)):
+                raise ValueError(f"merge {i} {entry!r} refers to an id that does not exist yet")
+        else:
+            raise ValueError(
+                f'merge {i} must be "left right" or [left_id, right_id], got {entry!r}'
+            )
+        merges.append((left, right))
+        contents.append(contents[left] + contents[right])
+        table.setdefault(bytes_to_token_str(contents[-1]), 256 + i)
+    return merges
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{time.time_ns()}.tmp")
+    # os.open with mode 0o666 lets the umask decide the permissions, like a plain open().
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable; not possible on every platform
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)

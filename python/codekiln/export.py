@@ -1,0 +1,268 @@
+"""Exact interop with HF ``tokenizers``/``transformers`` and ``tiktoken``.
+
+Exact means: for every text, ``to_huggingface(tok).encode(text, add_special_tokens=False).ids``
+and ``to_tiktoken(tok).encode_ordinary(text)`` equal ``tok.encode(text)``. A tokenizer that
+cannot be expressed exactly raises :class:`ExportError` instead of exporting something that
+tokenizes differently:
+
+* two ids with the same bytes (possible with hand-written merge lists, and in principle from
+  training): both formats key tokens by their bytes/string;
+* a special token whose name is also the byte-level string of an ordinary token (HF only);
+* for tiktoken, a merge list that is not *proper*: tiktoken merges any adjacent pair whose
+  concatenation is a token (lowest rank first), while codekiln applies the merge list. The two
+  agree when every merge ``t = (a, b)`` is how BPE itself splits ``bytes(t)`` (encoding
+  ``bytes(t)`` as one piece gives ``[t]``), which holds for every merge list codekiln trains
+  (a merge is learned on an adjacent ``a, b`` inside a word, and merges never cross a token's
+  span). Checked on export; the agreement is also tested on samples in
+  ``tests/test_export.py``.
+
+In ``newline="<N>"`` mode the newline token is the ordinary byte token 10 (``"Ċ"`` in HF
+form), so neither export lists ``<N>`` as a special token; the ids are the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from codekiln._tokenizer_file import atomic_write, bytes_to_token_str
+from codekiln.tokenizer import ENDOFTEXT, NEWLINE_TOKEN, Tokenizer
+
+if TYPE_CHECKING:
+    import tiktoken
+    import tokenizers
+
+__all__ = [
+    "ExportError",
+    "load_tiktoken",
+    "save_huggingface",
+    "save_tiktoken",
+    "to_huggingface",
+    "to_tiktoken",
+]
+
+TIKTOKEN_RANKS_FILE = "tokenizer.tiktoken"
+TIKTOKEN_CONFIG_FILE = "tiktoken_config.json"
+
+
+class ExportError(ValueError):
+    """The tokenizer cannot be expressed exactly in the target format."""
+
+
+def _ordinary_bytes(tok: Tokenizer) -> list[bytes]:
+    table = tok._bytes_table
+    first: dict[bytes, int] = {}
+    for i, data in enumerate(table):
+        if data in first:
+            raise ExportError(
+                f"tokens {first[data]} and {i} have the same bytes {data!r}; the export formats "
+                "key tokens by their bytes, so this merge list cannot be exported exactly"
+            )
+        first[data] = i
+    return table
+
+
+def _others(tok: Tokenizer) -> list[tuple[str, int]]:
+    """Special tokens other than ``<N>``, in id order."""
+    return sorted(
+        ((name, i) for name, i in tok.special_tokens.items() if name != NEWLINE_TOKEN),
+        key=lambda item: item[1],
+    )
+
+
+def _need(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(
+            f"exporting needs the {module} package: pip install 'codekiln[hf]' (or pip install "
+            f"{module})"
+        ) from e
+
+
+# ---------------------------------------------------------------------------------- HF
+
+
+def to_huggingface(tok: Tokenizer) -> tokenizers.Tokenizer:
+    """A ``tokenizers.Tokenizer`` that gives the same ids as ``tok`` for every text.
+
+    The BPE model holds the vocabulary and merges in GPT-2 byte-level form; the pre-tokenizer
+    is ``Sequence([Split(Regex(tok.pattern_regex), "isolated"), ByteLevel(add_prefix_space=False,
+    use_regex=False)])``; the decoder is ``ByteLevel``; special tokens are added as special
+    tokens and ``encode_special_tokens = True`` keeps literal special-token text ordinary (as
+    ``tok.encode`` does by default).
+    """
+    hf = _need("tokenizers")
+    table = _ordinary_bytes(tok)
+    vocab = {bytes_to_token_str(data): i for i, data in enumerate(table)}
+    merges = [(bytes_to_token_str(table[a]), bytes_to_token_str(table[b])) for a, b in tok.merges]
+    out = hf.Tokenizer(hf.models.BPE(vocab=vocab, merges=merges))
+    out.pre_tokenizer = hf.pre_tokenizers.Sequence(
+        [
+            hf.pre_tokenizers.Split(hf.Regex(tok.pattern_regex), behavior="isolated"),
+            hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    out.decoder = hf.decoders.ByteLevel()
+    for name, i in _others(tok):
+        if name in vocab:
+            raise ExportError(
+                f"special token {name!r} is also the byte-level string of token "
+                f"{vocab[name]}; Hugging Face tokenizers cannot hold both"
+            )
+        # Added one by one: HF gives each the next free id, which is our layout.
+        out.add_special_tokens([hf.AddedToken(name, special=True, normalized=False)])
+        if out.token_to_id(name) != i:
+            raise ExportError(f"special token {name!r} got id {out.token_to_id(name)}, not {i}")
+    out.encode_special_tokens = True
+    return out
+
+
+def save_huggingface(tok: Tokenizer, directory: str | os.PathLike[str]) -> None:
+    """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json``.
+
+    ``transformers.PreTrainedTokenizerFast.from_pretrained(directory)`` (or ``AutoTokenizer``)
+    then encodes like ``tok`` (``split_special_tokens`` is on); ``<|endoftext|>``, when
+    present, is the bos and eos token.
+    """
+    hf_tok = to_huggingface(tok)
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    others = _others(tok)
+    specials: dict[str, Any] = {}
+    if ENDOFTEXT in tok.special_tokens:
+        specials = {"bos_token": ENDOFTEXT, "eos_token": ENDOFTEXT}
+    extra = [name for name, _ in others if name != ENDOFTEXT]
+    if extra:
+        specials["additional_special_tokens"] = extra
+    config: dict[str, Any] = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "split_special_tokens": True,
+        "clean_up_tokenization_spaces": False,
+        "add_prefix_space": False,
+        "added_tokens_decoder": {
+            str(i): {
+                "content": name,
+                "lstrip": False,
+                "normalized": False,
+                "rstrip": False,
+                "single_word": False,
+                "special": True,
+            }
+            for name, i in others
+        },
+        **specials,
+    }
+    atomic_write(
+        os.path.join(directory, "tokenizer.json"), hf_tok.to_str(pretty=True).encode("utf-8")
+    )
+    for name, obj in (("tokenizer_config.json", config), ("special_tokens_map.json", specials)):
+        data = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+        atomic_write(os.path.join(directory, name), data.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------- tiktoken
+
+
+def _first_improper_merge(tok: Tokenizer) -> int | None:
+    """Index of the first merge ``t = (a, b)`` for which merge-list BPE of ``bytes(t)`` is not
+    ``[t]`` (see the module docstring), or ``None``."""
+    table = tok._bytes_table
+    merges = tok.merges
+    rank: dict[tuple[int, int], int] = {}
+    for i, pair in enumerate(merges):
+        rank.setdefault(pair, i)
+    for i in range(len(merges)):
+        ids = list(table[256 + i])
+        while len(ids) > 1:
+            best = min(
+                (rank.get(pair, len(merges)) for pair in itertools.pairwise(ids)),
+                default=len(merges),
+            )
+            if best >= i + 1:  # merges after i cannot produce token 256 + i
+                break
+            pair, merged, j = merges[best], [], 0
+            while j < len(ids):
+                if j + 1 < len(ids) and (ids[j], ids[j + 1]) == pair:
+                    merged.append(256 + best)
+                    j += 2
+                else:
+                    merged.append(ids[j])
+                    j += 1
+            ids = merged
+        if ids != [256 + i]:
+            return i
+    return None
+
+
+def _tiktoken_parts(tok: Tokenizer) -> tuple[dict[bytes, int], dict[str, int]]:
+    table = _ordinary_bytes(tok)
+    bad = _first_improper_merge(tok)
+    if bad is not None:
+        a, b = tok.merges[bad]
+        raise ExportError(
+            f"merge {bad} ({a}, {b}) -> {table[256 + bad]!r} is not how BPE splits those bytes, "
+            "so tiktoken's rank-based merging would tokenize differently"
+        )
+    return {data: i for i, data in enumerate(table)}, dict(_others(tok))
+
+
+def to_tiktoken(tok: Tokenizer) -> tiktoken.Encoding:
+    """A ``tiktoken.Encoding`` with ``encode_ordinary(text) == tok.encode(text)`` for every
+    text, and ``encode(text, allowed_special=S, disallowed_special=())`` equal to
+    ``tok.encode(text, allowed_special=S)`` for special tokens other than ``<N>``."""
+    tiktoken = _need("tiktoken")
+    ranks, specials = _tiktoken_parts(tok)
+    return tiktoken.Encoding(
+        name=f"codekiln-{tok.fingerprint[:12]}",
+        pat_str=tok.pattern_regex,
+        mergeable_ranks=ranks,
+        special_tokens=specials,
+        explicit_n_vocab=tok.vocab_size,
+    )
+
+
+def save_tiktoken(tok: Tokenizer, directory: str | os.PathLike[str]) -> None:
+    """Write ``tokenizer.tiktoken`` (tiktoken's ``base64(token) rank`` lines) and
+    ``tiktoken_config.json`` (``name``, ``pat_str``, ``special_tokens``, ``explicit_n_vocab``);
+    :func:`load_tiktoken` reads them back into a ``tiktoken.Encoding``."""
+    ranks, specials = _tiktoken_parts(tok)
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    lines = "".join(f"{base64.b64encode(data).decode('ascii')} {i}\n" for data, i in ranks.items())
+    atomic_write(os.path.join(directory, TIKTOKEN_RANKS_FILE), lines.encode("ascii"))
+    config = {
+        "name": f"codekiln-{tok.fingerprint[:12]}",
+        "pat_str": tok.pattern_regex,
+        "special_tokens": specials,
+        "explicit_n_vocab": tok.vocab_size,
+        "mergeable_ranks": TIKTOKEN_RANKS_FILE,
+        "codekiln_fingerprint": tok.fingerprint,
+    }
+    data = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    atomic_write(os.path.join(directory, TIKTOKEN_CONFIG_FILE), data.encode("utf-8"))
+
+
+def load_tiktoken(directory: str | os.PathLike[str]) -> tiktoken.Encoding:
+    """Read what :func:`save_tiktoken` wrote."""
+    tiktoken = _need("tiktoken")
+    directory = os.fspath(directory)
+    with open(os.path.join(directory, TIKTOKEN_CONFIG_FILE), encoding="utf-8") as f:
+        config = json.load(f)
+    ranks: dict[bytes, int] = {}
+    with open(os.path.join(directory, config["mergeable_ranks"]), encoding="ascii") as f:
+        for line in f:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return tiktoken.Encoding(
+        name=config["name"],
+        pat_str=config["pat_str"],
+        mergeable_ranks=ranks,
+        special_tokens=config["special_tokens"],
+        explicit_n_vocab=config["explicit_n_vocab"],
+    )

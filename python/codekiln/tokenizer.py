@@ -1,0 +1,618 @@
+"""The public byte-level BPE tokenizer: train, encode, decode, save and load.
+
+The heavy work (pre-tokenization, parallel counting, the merge loop, encoding) is done by the
+Rust extension ``codekiln._core`` with the GIL released; this class owns validation, defaults,
+progress bars, the file format and the documentation (``docs/tokenizer.md``).
+
+Vocabulary layout: ids 0..255 are the bytes, id ``256 + i`` is merge ``i``, then the special
+tokens other than ``<N>`` in the order given. In ``newline="<N>"`` mode ``<N>`` *is* id 10 (the
+byte ``"\\n"``) and every newline is a token of its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from codekiln import _core, _sources, _training
+from codekiln._tokenizer_file import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    TokenizerFileError,
+    atomic_write,
+    bytes_to_token_str,
+    bytes_to_unicode,
+    parse_merges,
+    token_str_to_bytes,
+)
+
+if TYPE_CHECKING:
+    import tiktoken
+    import tokenizers
+
+__all__ = [
+    "ENDOFTEXT",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "NEWLINE_TOKEN",
+    "Tokenizer",
+    "TokenizerFileError",
+    "bytes_to_token_str",
+    "bytes_to_unicode",
+    "token_str_to_bytes",
+]
+
+NEWLINE_TOKEN = "<N>"
+ENDOFTEXT = "<|endoftext|>"
+
+_NEWLINE_ID = 10
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _resolve_threads(num_threads: int | None) -> int:
+    if num_threads is None:
+        return os.cpu_count() or 1
+    return _check_int("num_threads", num_threads, 1)
+
+
+def _check_config(pattern: str, newline: str | None) -> None:
+    if pattern not in _core.PATTERNS:
+        raise ValueError(f"unknown pattern {pattern!r}; choose one of {_core.PATTERNS}")
+    if newline not in (NEWLINE_TOKEN, None):
+        raise ValueError(f"newline must be {NEWLINE_TOKEN!r} or None, got {newline!r}")
+
+
+def _other_specials(special_tokens: Iterable[str], newline: str | None) -> list[str]:
+    """The special tokens that get ids after the merges (``<N>`` is id 10, not one of them)."""
+    if isinstance(special_tokens, str):
+        raise TypeError(
+            f"special_tokens must be a list of names, not one str; did you mean [{special_tokens!r}]?"
+        )
+    out: list[str] = []
+    for name in special_tokens:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"special token names must be non-empty str, got {name!r}")
+        if name == NEWLINE_TOKEN:
+            if newline != NEWLINE_TOKEN:
+                raise ValueError(
+                    f"{NEWLINE_TOKEN!r} is the newline token: use newline={NEWLINE_TOKEN!r} "
+                    "instead of listing it in special_tokens"
+                )
+            continue  # implied by newline="<N>"
+        if name in out:
+            raise ValueError(f"special token {name!r} is listed twice")
+        out.append(name)
+    return out
+
+
+class Tokenizer:
+    """A byte-level BPE tokenizer for source code (Rust core, GIL released).
+
+    Build one with :meth:`train`, :meth:`load` or :meth:`from_merges`.
+
+    >>> tok = Tokenizer.train(["def add(a, b):\\n    return a + b\\n"] * 50, vocab_size=270,
+    ...                       progress=False)
+    >>> ids = tok.encode("def add(x, y):\\n    return x + y\\n")
+    >>> tok.decode(ids)
+    'def add(x, y):\\n    return x + y\\n'
+    >>> tok.special_tokens
+    {'<N>': 10, '<|endoftext|>': 269}
+    >>> ids.count(10)  # every newline is the token <N> (id 10)
+    2
+    """
+
+    train_report: dict[str, Any] | None
+    """What training read and learned (``None`` for :meth:`from_merges`): ``files``,
+    ``documents``, ``bytes``, ``skipped_files``, ``skipped_documents``, ``skipped`` (a list of
+    ``(path, reason)``, at most 100 kept), ``pieces``, ``unique_pieces``, ``merges_requested``,
+    ``merges_learned``, ``min_frequency``, ``num_threads``, ``seconds``. Saved in the file under
+    ``"training"`` and restored by :meth:`load`."""
+
+    def __init__(
+        self,
+        merges: Sequence[tuple[int, int]],
+        *,
+        pattern: str = "code",
+        newline: str | None = NEWLINE_TOKEN,
+        special_tokens: Iterable[str] = (ENDOFTEXT,),
+    ) -> None:
+        """Same as :meth:`from_merges`."""
+        _check_config(pattern, newline)
+        others = _other_specials(special_tokens, newline)
+        checked: list[tuple[int, int]] = []
+        for i, pair in enumerate(merges):
+            try:
+                left, right = (int(x) for x in pair)
+            except (TypeError, ValueError):
+                raise ValueError(f"merge {i} must be a pair of ints, got {pair!r}") from None
+            if not (0 <= left < 256 + i and 0 <= right < 256 + i):
+                raise ValueError(
+                    f"merge {i} = ({left}, {right}) refers to an id that does not exist yet "
+                    f"(ids below {256 + i} exist before it)"
+                )
+            checked.append((left, right))
+        first_special = 256 + len(checked)
+        specials = {NEWLINE_TOKEN: _NEWLINE_ID} if newline == NEWLINE_TOKEN else {}
+        specials.update({name: first_special + k for k, name in enumerate(others)})
+
+        self._pattern = pattern
+        self._newline = newline
+        self._merges = checked
+        self._specials = specials
+        self._encoder = _core.Encoder(
+            pattern, newline == NEWLINE_TOKEN, checked, list(specials.items())
+        )
+        self._vocab_size = first_special + len(others)
+        self.train_report = None
+
+    # ----------------------------------------------------------------------------- building
+
+    @classmethod
+    def from_merges(
+        cls,
+        merges: Sequence[tuple[int, int]],
+        *,
+        pattern: str = "code",
+        newline: str | None = NEWLINE_TOKEN,
+        special_tokens: Iterable[str] = (ENDOFTEXT,),
+    ) -> Tokenizer:
+        """A tokenizer from its merge list (``merges[i] = (left_id, right_id)`` makes id 256+i).
+
+        ``special_tokens`` get the ids after the merges in the given order; ``<N>`` is implied
+        by ``newline="<N>"``.
+
+        >>> tok = Tokenizer.from_merges([(ord("a"), ord("b"))], special_tokens=[])
+        >>> tok.encode("abab"), tok.vocab_size
+        ([256, 256], 257)
+        """
+        return cls(merges, pattern=pattern, newline=newline, special_tokens=special_tokens)
+
+    @classmethod
+    def train(
+        cls,
+        source: object,
+        *,
+        vocab_size: int,
+        pattern: str = "code",
+        newline: str | None = NEWLINE_TOKEN,
+        special_tokens: Iterable[str] = (ENDOFTEXT,),
+        min_frequency: int = 2,
+        num_threads: int | None = None,
+        progress: bool = True,
+        text_field: str = "content",
+    ) -> Tokenizer:
+        """Learn a tokenizer from ``source``.
+
+        ``source`` is either texts or paths (the rule, also in ``docs/tokenizer.md``):
+
+        * a single ``str`` or :class:`os.PathLike` is one path: a file, a directory (searched
+          recursively for ``*.py``, ``*.txt``, ``*.jsonl``, ``*.jsonl.gz``, ``*.jsonl.zst``) or
+          a glob such as ``"data/**/*.py"``;
+        * an iterable of :class:`os.PathLike` (e.g. :class:`pathlib.Path`) is a list of paths;
+        * an iterable of ``str`` is a list of texts (drained lazily in batches of ~4 MB).
+
+        ``.jsonl`` files hold one JSON document per line with its text under ``text_field``.
+        Files or lines that cannot be decoded are skipped and counted in :attr:`train_report`.
+
+        ``vocab_size`` counts the 256 bytes, the merges and the special tokens other than
+        ``<N>``. If no pair occurs ``min_frequency`` times before that, fewer merges are learned:
+        a warning says so and :attr:`vocab_size` is the real, smaller size. Training is
+        deterministic and independent of ``num_threads`` (default: all CPUs).
+
+        Raises ``FileNotFoundError`` for a missing input path and ``ValueError`` for a
+        ``vocab_size`` below 256 + the special tokens or a corpus without any text.
+
+        >>> tok = Tokenizer.train(["x = 1\\n", "y = 2\\n"] * 10, vocab_size=260, progress=False)
+        >>> len(tok.merges), tok.train_report["documents"]
+        (3, 20)
+        """
+        _check_config(pattern, newline)
+        others = _other_specials(special_tokens, newline)
+        vocab_size = _check_int("vocab_size", vocab_size, 0)
+        minimum = 256 + len(others)
+        if vocab_size < minimum:
+            raise ValueError(
+                f"vocab_size={vocab_size} is too small: it must be at least {minimum} "
+                f"(256 byte tokens + {len(others)} special token(s))"
+            )
+        min_frequency = _check_int("min_frequency", min_frequency, 1)
+        threads = _resolve_threads(num_threads)
+        if not isinstance(text_field, str) or not text_field:
+            raise ValueError(f"text_field must be a non-empty str, got {text_field!r}")
+        num_merges = vocab_size - minimum
+        merges, report = _training.count_and_merge(
+            _sources.classify(source),
+            pattern=pattern,
+            newline=newline == NEWLINE_TOKEN,
+            text_field=text_field,
+            num_merges=num_merges,
+            min_frequency=min_frequency,
+            num_threads=threads,
+            progress=progress,
+        )
+        if len(merges) < num_merges:
+            warnings.warn(
+                f"learned only {len(merges)} of {num_merges} merges: no pair of tokens occurs "
+                f"{min_frequency}+ times in the corpus any more; vocab_size is "
+                f"{256 + len(merges) + len(others)} instead of {vocab_size}",
+                UserWarning,
+                stacklevel=2,
+            )
+        tok = cls(merges, pattern=pattern, newline=newline, special_tokens=others)
+        tok.train_report = report
+        return tok
+
+    # ----------------------------------------------------------------------------- properties
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids: 256 bytes + merges + special tokens other than ``<N>``."""
+        return self._vocab_size
+
+    @property
+    def pattern(self) -> str:
+        """Name of the pre-tokenization pattern (``"code"`` or ``"gpt2"``)."""
+        return self._pattern
+
+    @property
+    def pattern_regex(self) -> str:
+        """The regex that splits text into pieces exactly like the Rust pre-tokenizer."""
+        return _core.pattern_regex(self._pattern, self._newline == NEWLINE_TOKEN)
+
+    @property
+    def newline(self) -> str | None:
+        """``"<N>"`` (each newline is its own token, id 10) or ``None`` (newline is a byte)."""
+        return self._newline
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Special token name -> id (a copy); ``<N>`` maps to 10 in ``newline="<N>"`` mode."""
+        return dict(self._specials)
+
+    @property
+    def merges(self) -> list[tuple[int, int]]:
+        """The merge list (a copy): ``merges[i] = (left_id, right_id)`` made id ``256 + i``."""
+        return list(self._merges)
+
+    @property
+    def eot_id(self) -> int | None:
+        """Id of ``<|endoftext|>``, or ``None`` if it is not a special token here."""
+        return self._specials.get(ENDOFTEXT)
+
+    @functools.cached_property
+    def _bytes_table(self) -> list[bytes]:
+        table = [bytes([b]) for b in range(256)]
+        for left, right in self._merges:
+            table.append(table[left] + table[right])
+        return table
+
+    @functools.cached_property
+    def _special_by_id(self) -> dict[int, str]:
+        return {i: name for name, i in self._specials.items() if name != NEWLINE_TOKEN}
+
+    @functools.cached_property
+    def _token_str_to_id(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i, data in enumerate(self._bytes_table):
+            out.setdefault(bytes_to_token_str(data), i)  # first id wins for duplicate bytes
+        return out
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the canonical JSON of what defines the tokenization: format,
+        version, pattern, its regex, newline, vocab size, special tokens and merges (not the
+        training report). Equal fingerprints mean identical ids for every text."""
+        payload = json.dumps(
+            self._canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+        )
+        return hashlib.sha256(payload.encode("ascii")).hexdigest()
+
+    def _canonical(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "pattern": self._pattern,
+            "pattern_regex": self.pattern_regex,
+            "newline": self._newline,
+            "vocab_size": self._vocab_size,
+            "special_tokens": self._specials,
+            "merges": [list(m) for m in self._merges],
+        }
+
+    # ----------------------------------------------------------------------------- encoding
+
+    def _allowed(self, allowed_special: Iterable[str] | str) -> list[str]:
+        if allowed_special == "all":
+            return list(self._specials)
+        if isinstance(allowed_special, str):
+            raise ValueError(
+                f"allowed_special must be 'all' or a collection of names, not the str "
+                f"{allowed_special!r}; did you mean {{{allowed_special!r}}}?"
+            )
+        names = list(allowed_special)
+        for name in names:
+            if name not in self._specials:
+                raise ValueError(
+                    f"unknown special token {name!r}; this tokenizer has {list(self._specials)}"
+                )
+        return names
+
+    def encode(self, text: str, *, allowed_special: Iterable[str] | str = ()) -> list[int]:
+        """Encode ``text`` to ids.
+
+        By default every character is ordinary text, including literal ``"<|endoftext|>"``;
+        names listed in ``allowed_special`` (or ``"all"``) are turned into their ids instead.
+
+        >>> tok = Tokenizer.from_merges([], special_tokens=["<|endoftext|>"])
+        >>> tok.encode("a\\n<|endoftext|>", allowed_special="all")
+        [97, 10, 256]
+        >>> len(tok.encode("<|endoftext|>"))  # literal text: 13 byte tokens
+        13
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, not {type(text).__name__}")
+        allowed = self._allowed(allowed_special)
+        if allowed:
+            return self._encoder.encode(text, allowed)
+        return self._encoder.encode_ordinary(text)
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        allowed_special: Iterable[str] | str = (),
+        num_threads: int | None = None,
+    ) -> list[list[int]]:
+        """Encode many texts in parallel (GIL released); same result as :meth:`encode` each.
+
+        >>> tok = Tokenizer.from_merges([], special_tokens=[])
+        >>> tok.encode_batch(["a", "bc"])
+        [[97], [98, 99]]
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode_batch takes a list of texts; for one text use encode()")
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] must be str, not {type(text).__name__}")
+        allowed = self._allowed(allowed_special)
+        return self._encoder.encode_batch(texts, allowed, _resolve_threads(num_threads))
+
+    def _check_ids(self, ids: Iterable[int]) -> list[int]:
+        if hasattr(ids, "tolist"):  # numpy arrays, torch tensors
+            ids = ids.tolist()
+        out = list(ids)
+        for i in out:
+            if isinstance(i, bool) or not isinstance(i, int):
+                raise TypeError(f"token ids must be int, got {i!r}")
+            if not 0 <= i < self._vocab_size:
+                raise ValueError(f"unknown token id {i} (vocab_size is {self._vocab_size})")
+        return out
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes of the tokens ``ids``; special tokens give their name's bytes.
+
+        >>> Tokenizer.from_merges([], special_tokens=[]).decode_bytes([104, 105])
+        b'hi'
+        """
+        return self._encoder.decode_bytes(self._check_ids(ids))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Decode ids to text; bytes that do not form valid UTF-8 (a token sequence cut inside
+        a character) become U+FFFD.
+
+        >>> tok = Tokenizer.from_merges([], special_tokens=[])
+        >>> tok.decode(tok.encode("é")), tok.decode(tok.encode("é")[:1])
+        ('é', '�')
+        """
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def token_bytes(self, id: int) -> bytes:
+        """The bytes of one token (a special token's name for specials other than ``<N>``)."""
+        [id] = self._check_ids([id])
+        if id in self._special_by_id:
+            return self._special_by_id[id].encode("utf-8")
+        return self._bytes_table[id]
+
+    def id_to_token(self, id: int) -> str:
+        """The token's string in GPT-2 byte-level form (``" def"`` is ``"Ġdef"``, ``"\\n"`` is
+        ``"Ċ"``), as in HF ``vocab.json``; a special token's name for specials.
+
+        >>> tok = Tokenizer.from_merges([(32, 100)], special_tokens=[])
+        >>> tok.id_to_token(256), tok.id_to_token(10)
+        ('Ġd', 'Ċ')
+        """
+        [id] = self._check_ids([id])
+        if id in self._special_by_id:
+            return self._special_by_id[id]
+        return bytes_to_token_str(self._bytes_table[id])
+
+    def token_to_id(self, token: str) -> int:
+        """Inverse of :meth:`id_to_token`; special token names (``"<N>"`` too) are accepted.
+        Raises ``ValueError`` for a string that is not a token.
+
+        >>> Tokenizer.from_merges([(32, 100)], special_tokens=[]).token_to_id("Ġd")
+        256
+        """
+        if token in self._specials:
+            return self._specials[token]
+        try:
+            return self._token_str_to_id[token]
+        except (KeyError, TypeError):
+            raise ValueError(f"{token!r} is not a token of this tokenizer") from None
+
+    def __len__(self) -> int:
+        return self._vocab_size
+
+    def __repr__(self) -> str:
+        return (
+            f"Tokenizer(vocab_size={self._vocab_size}, pattern={self._pattern!r}, "
+            f"newline={self._newline!r}, special_tokens={list(self._specials)!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Tokenizer):
+            return NotImplemented
+        return self.fingerprint == other.fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "merges": self._merges,
+            "pattern": self._pattern,
+            "newline": self._newline,
+            "special_tokens": list(self._special_by_id.values()),
+            "train_report": self.train_report,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        report = state.pop("train_report", None)
+        self.__init__(state.pop("merges"), **state)  # type: ignore[misc]
+        self.train_report = report
+
+    # ----------------------------------------------------------------------------- files
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content of the tokenizer file (see :meth:`save`)."""
+        merges: list[str | list[int]] = []
+        first = self._token_str_to_id
+        for left, right in self._merges:
+            a = bytes_to_token_str(self._bytes_table[left])
+            b = bytes_to_token_str(self._bytes_table[right])
+            if first[a] == left and first[b] == right:
+                merges.append(f"{a} {b}")
+            else:  # an operand shares its bytes with an earlier token: only ids are unambiguous
+                merges.append([left, right])
+        out: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "pattern": self._pattern,
+            "pattern_regex": self.pattern_regex,
+            "newline": self._newline,
+            "vocab_size": self._vocab_size,
+            "special_tokens": dict(self._specials),
+            "fingerprint": self.fingerprint,
+        }
+        if self.train_report is not None:
+            out["training"] = self.train_report
+        out["merges"] = merges
+        return out
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the tokenizer as versioned, human-readable JSON (atomically: a temporary file
+        in the same directory is fsynced, then renamed over ``path``).
+
+        The file: ``{"format": "codekiln-tokenizer", "version": 1, "pattern", "pattern_regex",
+        "newline", "vocab_size", "special_tokens": {name: id}, "fingerprint", "training",
+        "merges": ["Ġ t", ...]}`` where each merge is its two tokens in GPT-2 byte-level form
+        separated by one space (as in HF ``merges.txt``).
+        """
+        text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
+        atomic_write(os.fspath(path), text.encode("utf-8"))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
+        """Read a file written by :meth:`save`.
+
+        Raises ``FileNotFoundError`` if it does not exist and :class:`TokenizerFileError` (a
+        ``ValueError``) naming the file and the problem if it is corrupt, truncated, of another
+        format or written by a newer codekiln.
+        """
+        path = os.fspath(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            obj = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise TokenizerFileError(
+                f"{path}: not a tokenizer file (not UTF-8 text: {e})"
+            ) from None
+        except json.JSONDecodeError as e:
+            raise TokenizerFileError(
+                f"{path}: not valid JSON, the file is corrupt or truncated ({e})"
+            ) from None
+        try:
+            return cls._from_dict(obj)
+        except (KeyError, TypeError, ValueError) as e:
+            problem = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+            raise TokenizerFileError(f"{path}: {problem}") from None
+
+    @classmethod
+    def _from_dict(cls, obj: object) -> Tokenizer:
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
+            raise ValueError(f'not a codekiln tokenizer file (no "format": "{FORMAT_NAME}")')
+        version = obj.get("version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise ValueError(f'"version" must be an int, got {version!r}')
+        if version > FORMAT_VERSION:
+            raise ValueError(
+                f"format version {version} was written by a newer codekiln (this one reads "
+                f"version {FORMAT_VERSION}); upgrade codekiln"
+            )
+        if version < 1:
+            raise ValueError(f"unsupported format version {version}")
+        pattern, newline, specials = obj["pattern"], obj["newline"], obj["special_tokens"]
+        if not isinstance(specials, dict):
+            raise ValueError('"special_tokens" must be an object {name: id}')
+        merges = parse_merges(obj["merges"])
+        others = sorted((i, n) for n, i in specials.items() if n != NEWLINE_TOKEN)
+        tok = cls(merges, pattern=pattern, newline=newline, special_tokens=[n for _, n in others])
+        if tok._specials != specials:
+            raise ValueError(
+                f'"special_tokens" {specials} do not follow the layout; expected {tok._specials}'
+            )
+        if obj["vocab_size"] != tok.vocab_size:
+            raise ValueError(
+                f'"vocab_size" is {obj["vocab_size"]} but 256 bytes + {len(merges)} merges + '
+                f"{len(others)} special tokens make {tok.vocab_size}"
+            )
+        if "pattern_regex" in obj and obj["pattern_regex"] != tok.pattern_regex:
+            raise ValueError(
+                f"pattern {pattern!r} splits text differently in this codekiln version than in "
+                "the one that trained this tokenizer; use the codekiln version that wrote it"
+            )
+        if "fingerprint" in obj and obj["fingerprint"] != tok.fingerprint:
+            raise ValueError(
+                '"fingerprint" does not match the content (edited or corrupt file); if the '
+                'edit was intended, delete the "fingerprint" key'
+            )
+        training = obj.get("training")
+        tok.train_report = training if isinstance(training, dict) else None
+        return tok
+
+    # ----------------------------------------------------------------------------- interop
+
+    def to_huggingface(self) -> tokenizers.Tokenizer:
+        """An equivalent HF ``tokenizers.Tokenizer``: ``encode(t, add_special_tokens=False).ids``
+        equals :meth:`encode` for every text (literal special-token text stays ordinary text).
+        Needs the ``tokenizers`` package (``pip install 'codekiln[hf]'``)."""
+        from codekiln import export
+
+        return export.to_huggingface(self)
+
+    def save_huggingface(self, directory: str | os.PathLike[str]) -> None:
+        """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json`` so
+        that ``transformers.PreTrainedTokenizerFast.from_pretrained(directory)`` loads it."""
+        from codekiln import export
+
+        export.save_huggingface(self, directory)
+
+    def to_tiktoken(self) -> tiktoken.Encoding:
+        """An equivalent ``tiktoken.Encoding``: ``encode_ordinary(t)`` equals :meth:`encode`."""
+        from codekiln import export
+
+        return export.to_tiktoken(self)
