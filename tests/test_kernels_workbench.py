@@ -1,0 +1,74 @@
+"""The GPU workbench in kernels/: FLOP formula, report writers, and the sm_90 compile check."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+triton = pytest.importorskip("triton", reason="the workbench needs triton")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "kernels" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load("bench_attention")
+
+
+def test_flop_formula(bench):
+    # Two matmuls of 2*B*H*T^2*D each; causal halves them; backward 2.5x, both 3.5x.
+    full = 4.0 * 2 * 16 * 1024**2 * 64
+    assert bench.attention_flops(2, 16, 1024, 64, causal=False, mode="fwd") == full
+    assert bench.attention_flops(2, 16, 1024, 64, causal=True, mode="fwd") == full / 2
+    assert bench.attention_flops(2, 16, 1024, 64, causal=True, mode="bwd") == full / 2 * 2.5
+    assert bench.attention_flops(2, 16, 1024, 64, causal=True, mode="fwd+bwd") == full / 2 * 3.5
+
+
+def test_report_writers(bench, tmp_path):
+    # Synthetic rows (not measurements): the writers must lay them out, one line per shape.
+    rows = [
+        dict(mode=m, provider=p, head_dim=64, seq_len=t, batch=16384 // t, heads=32,
+             ms=1.0, tflops=tf)
+        for m in bench.MODES
+        for t in (512, 1024)
+        for p, tf in zip(bench.PROVIDERS, (3.0, 2.0, 1.0))
+    ]  # fmt: skip
+    md = tmp_path / "table.md"
+    bench.write_markdown(rows, md, "**header**")
+    text = md.read_text().splitlines()
+    assert text[0] == "**header**"
+    body = [line for line in text if line.startswith("| fwd |")]
+    assert body == ["| fwd | 64 | 512 | 32 x 32 | 3 | 2 | 1 | 1.50 |",
+                    "| fwd | 64 | 1024 | 16 x 32 | 3 | 2 | 1 | 1.50 |"]  # fmt: skip
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "plot.png"
+    assert bench.write_plot(rows, png, "title")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_kernels_compile_for_sm90_without_a_gpu():
+    # The interpreter never compiles the CUDA path; triton ships ptxas, so compile it here.
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    if not ptxas.exists():
+        pytest.skip(f"triton's bundled ptxas not found at {ptxas}")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    cmd = [sys.executable, str(REPO / "kernels" / "compile_attention.py"), "--quick",
+           "--arch", "90", "--head-dim", "64", "--kernels", "fwd,dkdv,dq,pre"]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = [line.split() for line in out.stdout.splitlines()[1:]]
+    assert {line[0] for line in lines} == {"fwd", "dkdv", "dq", "pre"}
+    assert all(line[-2] == "yes" for line in lines), out.stdout  # fits in shared memory
