@@ -106,6 +106,11 @@ impl Encoder {
         let mut buf = Vec::new();
         for id in 256..base {
             let bytes = &enc.vocab.token_bytes[id as usize];
+            if bytes.len() > LONG_PIECE {
+                // Checking every long token is quadratic for chain-like vocabularies (a 65k
+                // byte token took minutes); long pieces take the exact slow path instead.
+                continue;
+            }
             buf.clear();
             enc.bpe_slow(bytes, &mut buf);
             if buf.len() == 1 && buf[0] == id {

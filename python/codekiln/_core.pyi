@@ -10,6 +10,7 @@ Vocabulary layout shared by every function below:
     ``<N>`` *is* id 10 (the byte ``\\n``), so it decodes back to ``"\\n"``.
 """
 
+import os
 from collections.abc import Callable, Sequence
 
 PATTERNS: list[str]
@@ -95,3 +96,79 @@ class Encoder:
     def decode_bytes(self, ids: Sequence[int]) -> bytes:
         """Concatenate the bytes of the tokens; ``ValueError`` names the first unknown id."""
     def token_bytes(self, id: int) -> bytes: ...
+
+# ---- data pipeline (rust/pack.rs and friends; public API in codekiln.data) ----
+
+Record = tuple[str, str | None, str | None, str | None]
+"""``(text, repo_name, path, license)``."""
+
+class Packer:
+    """The parallel shard packer: read -> filters -> exact/near dedup -> split -> redact ->
+    tokenize -> shards. Output bytes do not depend on ``num_threads``. Feed in output order."""
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        pattern: str,
+        newline: bool,
+        merges: Sequence[tuple[int, int]],
+        special_tokens: Sequence[tuple[str, int]],
+        eot_id: int,
+        fingerprint: bytes,
+        *,
+        num_threads: int = 1,
+        shard_tokens: int = 50_000_000,
+        filters: dict[str, object] | None = None,
+        exact_dedup: bool = True,
+        near_threshold: float | None = None,
+        near_num_perm: int = 128,
+        near_ngram: int = 5,
+        redact: bool = True,
+        valid_fraction: float = 0.0,
+        text_field: str = "content",
+        resume: Sequence[tuple[int, int]] | None = None,
+        on_shard: Callable[[dict[str, object]], None] | None = None,
+        batch_bytes: int = 1 << 20,
+    ) -> None:
+        """``filters``: keys ``min_bytes``, ``max_bytes``, ``max_line_length``,
+        ``max_mean_line_length``, ``min_alnum_fraction``, ``auto_generated``, ``license_allow``
+        (``None``: no filters). ``resume``: per split (train, valid) ``(shards kept, documents
+        in them)``. ``on_shard(info)`` is called (from a writer thread, with the GIL) after each
+        shard is durably renamed into place: ``{"split", "index", "file", "tokens",
+        "documents", "bytes", "sha256"}``. ``fingerprint``: the tokenizer's raw 32-byte SHA-256."""
+    def add_files(
+        self,
+        paths: Sequence[tuple[str | os.PathLike[str], str | None]],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Read ``(path, name)`` files in Rust (JSON lines / gz / zst, else one UTF-8 document
+        whose path is ``name``). ``progress(documents, bytes)`` after each batch."""
+    def add_records(self, records: Sequence[Record]) -> None: ...
+    def count_removed(self, reason: str, documents: int, bytes: int) -> None: ...
+    def count_invalid(self, records: int) -> None: ...
+    def finish(self) -> dict[str, object]:
+        """Wait for all stages, close the last shards, return the report: ``files``,
+        ``skipped_files``, ``documents_in``, ``bytes_in``, ``invalid_records``, ``removed``,
+        ``removed_bytes``, ``redactions``, ``redacted_documents``, ``train``, ``valid`` (each
+        ``{"documents", "bytes", "resumed_documents", "tokens", "shards"}``)."""
+    def abort(self) -> None:
+        """Stop after an error; unfinished shards stay ``.tmp`` files."""
+
+def redact(text: str) -> tuple[str, dict[str, int]]: ...
+def redaction_spans(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, kind)`` of each finding, as UTF-8 byte offsets."""
+
+def check_document(
+    text: str, license: str | None = None, filters: dict[str, object] | None = None
+) -> str | None: ...
+def dedup_key(text: str) -> str: ...
+def split_of(
+    valid_fraction: float, repo_name: str | None = None, path: str | None = None, text: str = ""
+) -> str: ...
+def find_near_duplicates(
+    texts: Sequence[str],
+    threshold: float = 0.85,
+    num_perm: int = 128,
+    ngram: int = 5,
+    num_threads: int = 1,
+) -> list[tuple[int, int, float]]: ...

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from codekiln import __version__
+from codekiln.data.cli import add_data_commands
 
 __all__ = ["build_parser", "main"]
 
@@ -284,6 +285,7 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 _COMMAND_GROUPS: tuple[Callable[[Any], None], ...] = (
     _add_tokenizer_commands,
+    add_data_commands,
     _add_quickstart_command,
 )
 

@@ -1,0 +1,402 @@
+"""``pack``: clean, deduplicate, split, redact, tokenize and write training shards.
+
+The heavy lifting is one Rust pipeline (``codekiln._core.Packer``, GIL released): files are
+decompressed and parsed in Rust; Parquet, ``datasets`` and Python iterables are fed to it in
+batches. The output directory holds ``train-NNNNNN.bin`` / ``valid-NNNNNN.bin`` shards,
+``tokenizer.json`` and ``MANIFEST.json`` (inputs, settings, filter report, per-shard SHA-256
+and counts), written atomically after every shard.
+
+Resuming: re-running the same command (same inputs, settings and tokenizer) on the same
+directory keeps the shards the manifest lists whose SHA-256 still matches, and redoes the rest;
+the result is byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from codekiln import __version__, _core
+from codekiln.data.clean import python_syntax_ok
+from codekiln.data.config import FilterConfig, PackConfig
+from codekiln.data.sources import (
+    FileInput,
+    Record,
+    RecordInput,
+    iter_file_records,
+    resolve_inputs,
+)
+from codekiln.shards import ShardError, read_header, sha256_file
+
+__all__ = ["MANIFEST", "PackError", "load_manifest", "pack"]
+
+MANIFEST = "MANIFEST.json"
+FORMAT = "codekiln-shards"
+FORMAT_VERSION = 1
+SPLITS = ("train", "valid")
+
+
+class PackError(ValueError):
+    """The output directory cannot be used as asked (e.g. it holds a different pack)."""
+
+
+def _atomic_write_json(path: str, obj: Any) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``MANIFEST.json`` of a pack directory."""
+    path = os.path.join(os.fspath(out_dir), MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path}: no manifest; is this a codekiln pack directory?"
+        ) from None
+    except ValueError as e:
+        raise PackError(f"{path}: not valid JSON ({e})") from None
+
+
+def _load_tokenizer(tokenizer: Any) -> Any:
+    from codekiln.tokenizer import Tokenizer
+
+    if isinstance(tokenizer, (str, os.PathLike)):
+        return Tokenizer.load(tokenizer)
+    if not isinstance(tokenizer, Tokenizer):
+        raise TypeError(f"tokenizer must be a Tokenizer or a path, not {type(tokenizer).__name__}")
+    return tokenizer
+
+
+def _resolve_threads(n: int | None) -> int:
+    if n is None or n <= 0:
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
+    return n
+
+
+def _verified_prefix(out_dir: str, old: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per split, the leading shards of ``old`` that are on disk with a matching SHA-256."""
+    kept: dict[str, list[dict[str, Any]]] = {}
+    for split in SPLITS:
+        shards = sorted(
+            old.get("splits", {}).get(split, {}).get("shards", []), key=lambda s: s["index"]
+        )
+        good: list[dict[str, Any]] = []
+        for i, sh in enumerate(shards):
+            path = os.path.join(out_dir, sh["file"])
+            if sh["index"] != i or not os.path.isfile(path):
+                break
+            try:
+                read_header(path)
+            except ShardError:
+                break
+            if os.path.getsize(path) != sh["bytes"] or sha256_file(path) != sh["sha256"]:
+                break
+            good.append(sh)
+        kept[split] = good
+    return kept
+
+
+def _clear_outputs(out_dir: str, keep: set[str]) -> None:
+    for name in os.listdir(out_dir):
+        if name in keep:
+            continue
+        if name.endswith((".bin", ".bin.tmp", ".json.tmp")) and name.startswith(
+            (*SPLITS, "MANIFEST")
+        ):
+            os.remove(os.path.join(out_dir, name))
+
+
+def _records_through_python(
+    sources: list[FileInput | RecordInput], text_field: str
+) -> Iterator[Record | None]:
+    for src in sources:
+        if isinstance(src, FileInput):
+            yield from iter_file_records(src.path, src.name, text_field)
+        else:
+            yield from src.records()
+
+
+def pack(
+    inputs: object,
+    tokenizer: Any,
+    out_dir: str | os.PathLike[str],
+    config: PackConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool | Callable[[int, int], None] = True,
+) -> dict[str, Any]:
+    """Pack ``inputs`` into token shards in ``out_dir`` and return the manifest.
+
+    ``inputs``: paths (files, directories, globs; see :func:`codekiln.data.sources.resolve_inputs`),
+    Hugging Face datasets, or iterables of records. ``tokenizer``: a
+    :class:`codekiln.Tokenizer` or the path of a saved one; it must have ``<|endoftext|>``.
+
+    An existing pack in ``out_dir`` made with the same inputs, settings and tokenizer is
+    resumed; a different one is an error unless ``overwrite=True`` (which deletes it).
+    ``progress``: a tqdm bar (``True``), nothing (``False``) or ``callback(documents, bytes)``.
+    """
+    cfg = config or PackConfig()
+    tok = _load_tokenizer(tokenizer)
+    eot = tok.eot_id
+    if eot is None:
+        raise ValueError("the tokenizer has no <|endoftext|> special token to separate documents")
+    out = os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
+    sources = resolve_inputs(
+        inputs, include=cfg.include, exclude=cfg.exclude, text_field=cfg.text_field
+    )
+    described = [s.describe() for s in sources]
+    resumable = all(d.get("kind") == "file" or d.get("identity") for d in described)
+    key_material = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "tokenizer": tok.fingerprint,
+        "settings": cfg.output_settings(),
+        "inputs": described,
+    }
+    settings_key = hashlib.sha256(
+        json.dumps(key_material, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+    # ---- resume or start over
+    kept: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    manifest_path = os.path.join(out, MANIFEST)
+    if os.path.exists(manifest_path):
+        old = load_manifest(out)
+        if old.get("settings_key") == settings_key and resumable:
+            kept = _verified_prefix(out, old)
+        elif not overwrite:
+            raise PackError(
+                f"{out} already holds a pack made with different inputs, settings or tokenizer "
+                "(or from inputs that cannot be resumed); use another directory or overwrite=True "
+                "(--overwrite)"
+            )
+    elif not overwrite and any(n.endswith(".bin") for n in os.listdir(out)):
+        raise PackError(
+            f"{out} holds .bin files but no {MANIFEST}; use overwrite=True (--overwrite)"
+        )
+    _clear_outputs(out, {sh["file"] for shards in kept.values() for sh in shards})
+    tok.save(os.path.join(out, "tokenizer.json"))
+
+    threads = _resolve_threads(cfg.num_threads)
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "status": "running",
+        "created_by": f"codekiln {__version__}",
+        "settings_key": settings_key,
+        "tokenizer": {
+            "file": "tokenizer.json",
+            "fingerprint": tok.fingerprint,
+            "vocab_size": tok.vocab_size,
+            "eot_id": eot,
+            "token_dtype": "uint16" if tok.vocab_size <= 1 << 16 else "uint32",
+        },
+        "inputs": described,
+        "settings": {**cfg.output_settings(), "num_threads": threads},
+        "splits": {s: {"shards": list(kept[s])} for s in SPLITS},
+    }
+    _atomic_write_json(manifest_path, manifest)
+
+    def on_shard(info: dict[str, Any]) -> None:
+        entry = {k: info[k] for k in ("file", "index", "documents", "tokens", "bytes", "sha256")}
+        manifest["splits"][info["split"]]["shards"].append(entry)
+        _atomic_write_json(manifest_path, manifest)
+
+    near = cfg.dedup == "near"
+    packer = _core.Packer(
+        out,
+        tok.pattern,
+        tok.newline == "<N>",
+        tok.merges,
+        list(tok.special_tokens.items()),
+        eot,
+        bytes.fromhex(tok.fingerprint),
+        num_threads=threads,
+        shard_tokens=cfg.shard_tokens,
+        filters=cfg.filters.to_core(),
+        exact_dedup=cfg.dedup != "none",
+        near_threshold=cfg.near_threshold if near else None,
+        near_num_perm=cfg.near_num_perm,
+        near_ngram=cfg.near_ngram,
+        redact=cfg.redact,
+        valid_fraction=cfg.valid_fraction,
+        text_field=cfg.text_field,
+        resume=[(len(kept[s]), sum(sh["documents"] for sh in kept[s])) for s in SPLITS],
+        on_shard=on_shard,
+        batch_bytes=cfg.batch_bytes,
+    )
+    bar, callback = _progress(progress, sources)
+    t0 = time.perf_counter()
+    try:
+        _feed(packer, sources, cfg, callback)
+        report = packer.finish()
+    except BaseException:
+        packer.abort()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+
+    for s in SPLITS:
+        shards = manifest["splits"][s]["shards"]
+        rep = report.pop(s)
+        manifest["splits"][s] = {
+            "documents": rep["documents"],
+            "source_bytes": rep["bytes"],
+            "tokens": sum(sh["tokens"] for sh in shards),
+            "resumed_documents": rep["resumed_documents"],
+            "shards": shards,
+        }
+    report["seconds"] = round(seconds, 3)
+    report["mb_per_second"] = round(report["bytes_in"] / 1e6 / seconds, 3) if seconds else None
+    manifest["report"] = report
+    manifest["status"] = "complete"
+    _atomic_write_json(manifest_path, manifest)
+    return manifest
+
+
+def _progress(
+    progress: bool | Callable[[int, int], None], sources: list[FileInput | RecordInput]
+) -> tuple[Any, Callable[[int, int], None] | None]:
+    if callable(progress):
+        return None, progress
+    if not progress:
+        return None, None
+    from tqdm.auto import tqdm
+
+    # Counts are cumulative per reader (Rust files, each Python source); the bar shows the
+    # decompressed source bytes read, so it has no total.
+    del sources
+    bar = tqdm(unit="B", unit_scale=True, desc="packing", dynamic_ncols=True)
+    last = [0]
+
+    def update(_docs: int, nbytes: int) -> None:
+        bar.update(nbytes - last[0] if nbytes >= last[0] else nbytes)
+        last[0] = nbytes
+
+    return bar, update
+
+
+def _feed(
+    packer: Any,
+    sources: list[FileInput | RecordInput],
+    cfg: PackConfig,
+    callback: Callable[[int, int], None] | None,
+) -> None:
+    syntax = cfg.filters.python_syntax
+    if syntax == "off":
+        pending_files: list[tuple[str, str]] = []
+        for src in sources:
+            if isinstance(src, FileInput):
+                pending_files.append((src.path, src.name))
+                continue
+            if pending_files:
+                packer.add_files(pending_files, callback)
+                pending_files = []
+            _feed_records(packer, src.records(), cfg.filters, cfg.batch_bytes, callback)
+        if pending_files:
+            packer.add_files(pending_files, callback)
+    else:
+        _feed_records(
+            packer,
+            _records_through_python(sources, cfg.text_field),
+            cfg.filters,
+            cfg.batch_bytes,
+            callback,
+        )
+
+
+def _feed_records(
+    packer: Any,
+    records: Iterator[Record | None],
+    filters: FilterConfig,
+    batch_bytes: int,
+    callback: Callable[[int, int], None] | None,
+) -> None:
+    batch: list[Record] = []
+    size = 0
+    seen_docs = seen_bytes = 0
+    invalid = 0
+    removed = removed_bytes = 0
+    for rec in records:
+        if rec is None:
+            invalid += 1
+            continue
+        seen_docs += 1
+        seen_bytes += len(rec[0])
+        if filters.python_syntax != "off" and not python_syntax_ok(rec[0], filters.python_syntax):
+            removed += 1
+            removed_bytes += len(rec[0].encode("utf-8", "surrogatepass"))
+            continue
+        batch.append(rec)
+        size += len(rec[0]) + 64
+        if size >= batch_bytes:
+            invalid += _add_records(packer, batch)
+            batch, size = [], 0
+            if callback is not None:
+                callback(seen_docs, seen_bytes)
+    if batch:
+        invalid += _add_records(packer, batch)
+    if invalid:
+        packer.count_invalid(invalid)
+    if removed:
+        packer.count_removed("python_syntax", removed, removed_bytes)
+    if callback is not None:
+        callback(seen_docs, seen_bytes)
+
+
+def _add_records(packer: Any, batch: list[Record]) -> int:
+    """Feed a batch; returns how many records were dropped as not encodable (lone surrogates,
+    which no UTF-8 file can contain)."""
+    try:
+        packer.add_records(batch)
+        return 0
+    except UnicodeEncodeError:
+        good = []
+        for rec in batch:
+            try:
+                for field in rec:
+                    if field is not None:
+                        field.encode("utf-8")
+            except UnicodeEncodeError:
+                continue
+            good.append(rec)
+        packer.add_records(good)
+        return len(batch) - len(good)
+
+
+def config_from_dict(d: dict[str, Any]) -> PackConfig:
+    """Rebuild a :class:`PackConfig` from a manifest's ``settings``."""
+    d = dict(d)
+    d.pop("num_threads", None)
+    f = d.pop("filters", {})
+    f["license_allow"] = tuple(f.get("license_allow", ()))
+    fields = {x.name for x in dataclasses.fields(PackConfig)}
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields}
+    return PackConfig(filters=FilterConfig(**f), **kw)

@@ -1,0 +1,165 @@
+"""PackedDataset and BlockSampler: blocks, windows, documents, sampling, resume, formats."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+from codekiln import Tokenizer
+from codekiln.data import BlockSampler, FilterConfig, PackConfig, PackedDataset, pack
+from codekiln.shards import HEADER_BYTES, MAGIC, Shard, ShardError, read_header
+from data_helpers import make_docs
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    docs = make_docs(40, seed=3)
+    tok = Tokenizer.train([d["content"] for d in docs], vocab_size=330, progress=False)
+    out = tmp_path_factory.mktemp("packed")
+    cfg = PackConfig(
+        filters=FilterConfig.none(),
+        dedup="none",
+        redact=False,
+        valid_fraction=0.0,
+        shard_tokens=2_500,
+    )
+    pack([docs], tok, out, cfg, progress=False)
+    stream = []
+    for d in docs:
+        stream.extend(tok.encode(d["content"]))
+        stream.append(tok.eot_id)
+    return out, tok, docs, np.array(stream, dtype=np.int64)
+
+
+def test_header_layout_is_the_documented_one(packed):
+    out, tok, _, _ = packed
+    raw = (out / "train-000000.bin").read_bytes()
+    assert raw[:8] == MAGIC
+    version, hsize, tbytes, vocab = struct.unpack_from("<IIII", raw, 8)
+    tokens, docs, index_off = struct.unpack_from("<QQQ", raw, 24)
+    (eot,) = struct.unpack_from("<I", raw, 48)
+    assert (version, hsize, tbytes, vocab, eot) == (1, 256, 2, tok.vocab_size, tok.eot_id)
+    assert raw[56:88].hex() == tok.fingerprint
+    assert index_off == HEADER_BYTES + 2 * tokens
+    assert len(raw) == index_off + 8 * (docs + 1)
+    h = read_header(out / "train-000000.bin")
+    assert (h.token_count, h.doc_count) == (tokens, docs)
+    Shard(out / "train-000000.bin").check_index()
+
+
+def test_contiguous_blocks_cover_the_stream(packed):
+    out, _, _, stream = packed
+    ds = PackedDataset(out, "train", block_size=100, as_numpy=True)
+    assert len(ds.shards) > 3  # blocks cross shard boundaries below
+    assert ds.num_tokens == len(stream)
+    assert len(ds) == (len(stream) - 101) // 100 + 1
+    for i in (0, 1, len(ds) // 2, len(ds) - 1):
+        np.testing.assert_array_equal(ds[i], stream[i * 100 : i * 100 + 101])
+    x, y = ds.batch([0, 5])
+    assert x.shape == y.shape == (2, 100)
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_sliding_windows(packed):
+    out, _, _, stream = packed
+    ds = PackedDataset(out, "train", block_size=64, stride=16, as_numpy=True)
+    assert len(ds) == (len(stream) - 65) // 16 + 1
+    for i in (0, 7, len(ds) - 1):
+        np.testing.assert_array_equal(ds[i], stream[i * 16 : i * 16 + 65])
+
+
+def test_documents_through_the_index(packed):
+    out, tok, docs, _ = packed
+    ds = PackedDataset(out, "train", block_size=8)
+    assert ds.num_documents == len(docs)
+    for i in (0, 17, len(docs) - 1):
+        assert tok.decode(ds.document_tokens(i).tolist()) == docs[i]["content"]
+    with pytest.raises(IndexError):
+        ds.document_tokens(len(docs))
+
+
+def test_torch_items_and_dataloader(packed):
+    out, _, _, stream = packed
+    ds = PackedDataset(out, "train", block_size=32)
+    item = ds[3]
+    assert isinstance(item, torch.Tensor) and item.dtype == torch.int64
+    assert torch.equal(item, torch.from_numpy(stream[96:129]))
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=False)
+    assert next(iter(loader)).shape == (4, 33)
+
+
+def test_sampler_is_seeded_sharded_and_resumable():
+    n = 103
+    a = BlockSampler(n, seed=7)
+    b = BlockSampler(n, seed=7)
+    c = BlockSampler(n, seed=8)
+    first = [i for _, i in zip(range(n), a)]
+    assert sorted(first) == list(range(n))
+    assert first == [i for _, i in zip(range(n), b)]
+    assert first != [i for _, i in zip(range(n), c)]
+    # Ranks split one epoch into disjoint, equal shares.
+    shares = [list(BlockSampler(n, seed=7, rank=r, world_size=4)._order(0)) for r in range(4)]
+    assert all(len(s) == n // 4 for s in shares)
+    assert len(set().union(*map(set, shares))) == 4 * (n // 4)
+    # Save mid-epoch-2, restore in a fresh sampler: identical continuation.
+    s = BlockSampler(n, seed=1, rank=1, world_size=2)
+    it = iter(s)
+    seen = [next(it) for _ in range(70)]
+    state = s.state_dict()
+    rest = [next(it) for _ in range(60)]
+    t = BlockSampler(n, seed=1, rank=1, world_size=2)
+    t.load_state_dict(state)
+    assert [i for _, i in zip(range(60), t)] == rest
+    assert state["epoch"] == 1 and seen
+    with pytest.raises(ValueError, match="seed"):
+        BlockSampler(n, seed=2, rank=1, world_size=2).load_state_dict(state)
+    assert list(BlockSampler(5, shuffle=False)._order(0)) == [0, 1, 2, 3, 4]
+
+
+def test_iter_batches_resume_sees_the_same_batches(packed):
+    out, _, _, _ = packed
+    ds = PackedDataset(out, "train", block_size=16, as_numpy=True)
+    s = BlockSampler(len(ds), seed=3)
+    batches = ds.iter_batches(8, s)
+    for _ in range(5):
+        next(batches)
+    state = s.state_dict()
+    want = [next(batches)[0] for _ in range(3)]
+    s2 = BlockSampler(len(ds), seed=3)
+    s2.load_state_dict(state)
+    got = []
+    for x, _ in ds.iter_batches(8, s2):
+        got.append(x)
+        if len(got) == 3:
+            break
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_wide_vocabulary_uses_uint32(tmp_path):
+    # Every byte pair is a merge (65,536 merges); "zz" is the last one, id 65,791.
+    zz = (ord("z"), ord("z"))
+    merges = [(i, j) for i in range(256) for j in range(256) if (i, j) != zz] + [zz]
+    tok = Tokenizer.from_merges(merges, special_tokens=["<|endoftext|>"])
+    assert tok.vocab_size == 256 + 65_536 + 1
+    text = "zz = 'zz'\n" * 50
+    cfg = PackConfig(filters=FilterConfig.none(), valid_fraction=0)
+    m = pack([[text]], tok, tmp_path, cfg, progress=False)
+    assert m["tokenizer"]["token_dtype"] == "uint32"
+    ds = PackedDataset(tmp_path, "train", block_size=1, as_numpy=True)
+    assert ds.shards[0].header.token_bytes == 4
+    ids = ds.document_tokens(0).tolist()
+    assert 65_791 in ids and tok.decode(ids) == text
+    assert ds.eot_id == tok.vocab_size - 1 > 65_536
+
+
+def test_empty_or_missing_split_is_an_error(tmp_path, packed):
+    out, _, _, _ = packed
+    with pytest.raises(ShardError, match="no 'valid' shards"):
+        PackedDataset(out, "valid")
+    with pytest.raises(ValueError, match="no split"):
+        PackedDataset(out, "test")
