@@ -363,6 +363,31 @@ impl Encoder {
         })
     }
 
+    /// Encode many texts on `num_threads` workers, handing each result to `sink(index, ids)`
+    /// as soon as it is ready (in any order), so the caller can convert results while the
+    /// rest are still being encoded.
+    pub fn encode_batch_each(
+        &self,
+        texts: &[&str],
+        special: Option<&SpecialMatcher>,
+        num_threads: usize,
+        sink: impl Fn(usize, Vec<u32>) + Sync,
+    ) {
+        if num_threads <= 1 {
+            for (i, t) in texts.iter().enumerate() {
+                sink(i, self.encode_with(t, special));
+            }
+            return;
+        }
+        parallel::install(num_threads, || {
+            texts
+                .par_iter()
+                .enumerate()
+                .with_min_len(1)
+                .for_each(|(i, t)| sink(i, self.encode_with(t, special)))
+        })
+    }
+
     /// Concatenate token bytes; `Err(id)` for the first id not in the vocabulary.
     pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>, u32> {
         let mut out = Vec::with_capacity(ids.len() * 4);

@@ -3,11 +3,13 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::encode::Encoder as RsEncoder;
 use crate::pretokenize::{pieces, Pattern, PATTERN_NAMES};
@@ -94,15 +96,24 @@ impl Trainer {
     fn add_texts(
         &mut self,
         py: Python<'_>,
-        texts: Vec<PyBackedStr>,
+        texts: Vec<Bound<'_, PyString>>,
         num_threads: usize,
     ) -> PyResult<()> {
         self.check_open()?;
+        // Encode to temporary bytes objects rather than borrowing the str's UTF-8: CPython
+        // caches that UTF-8 copy inside every non-ASCII str for the str's lifetime, which
+        // added the corpus's non-ASCII text to peak memory while training.
+        let bytes: Vec<Bound<'_, PyBytes>> = texts
+            .iter()
+            .map(|t| t.encode_utf8())
+            .collect::<PyResult<_>>()?;
+        // SAFETY: PyUnicode_AsUTF8String always returns valid UTF-8.
+        let refs: Vec<&str> = bytes
+            .iter()
+            .map(|b| unsafe { std::str::from_utf8_unchecked(b.as_bytes()) })
+            .collect();
         let inner = &mut self.inner;
-        py.detach(|| {
-            let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
-            inner.add_texts(&refs, threads(num_threads));
-        });
+        py.detach(|| inner.add_texts(&refs, threads(num_threads)));
         Ok(())
     }
 
@@ -192,6 +203,10 @@ impl Trainer {
 #[pyclass(module = "codekiln._core", frozen)]
 struct Encoder {
     inner: RsEncoder,
+    /// One Python int per token id, shared by every list we return: building a list then
+    /// costs an INCREF per id instead of allocating an int (the conversion ran single-threaded
+    /// under the GIL and capped encode_batch's two-thread scaling).
+    ints: OnceLock<Vec<Py<PyAny>>>,
 }
 
 impl Encoder {
@@ -199,6 +214,31 @@ impl Encoder {
         self.inner
             .special_matcher(allowed)
             .map_err(PyValueError::new_err)
+    }
+
+    /// A Python list of ints from token ids (all ids come from our own encoder, so in range).
+    fn to_list<'py>(&self, py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyList>> {
+        let ints = self.ints.get_or_init(|| {
+            (0..self.inner.vocab_size() as u32)
+                .map(|i| i.into_pyobject(py).unwrap().into_any().unbind())
+                .collect()
+        });
+        let len = ffi::Py_ssize_t::try_from(ids.len())
+            .map_err(|_| PyValueError::new_err("too many tokens for one list"))?;
+        // SAFETY: PyList_New gives a new reference (checked for NULL); every slot is set
+        // exactly once with a new (INCREF'd) reference, which PyList_SetItem steals.
+        unsafe {
+            let list = ffi::PyList_New(len);
+            if list.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            for (i, &id) in ids.iter().enumerate() {
+                let obj = ints[id as usize].as_ptr();
+                ffi::Py_INCREF(obj);
+                ffi::PyList_SetItem(list, i as ffi::Py_ssize_t, obj);
+            }
+            Ok(Bound::from_owned_ptr(py, list).cast_into_unchecked())
+        }
     }
 }
 
@@ -213,7 +253,10 @@ impl Encoder {
     ) -> PyResult<Self> {
         let inner = RsEncoder::new(parse_pattern(pattern)?, newline, &merges, &special_tokens)
             .map_err(PyValueError::new_err)?;
-        Ok(Encoder { inner })
+        Ok(Encoder {
+            inner,
+            ints: OnceLock::new(),
+        })
     }
 
     #[getter]
@@ -221,36 +264,71 @@ impl Encoder {
         self.inner.vocab_size()
     }
 
-    fn encode_ordinary(&self, py: Python<'_>, text: &str) -> Vec<u32> {
-        if text.len() < 4096 {
-            return self.inner.encode_ordinary(text);
-        }
-        py.detach(|| self.inner.encode_ordinary(text))
+    fn encode_ordinary<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
+        let ids = if text.len() < 4096 {
+            self.inner.encode_ordinary(text)
+        } else {
+            py.detach(|| self.inner.encode_ordinary(text))
+        };
+        self.to_list(py, &ids)
     }
 
-    fn encode(
+    fn encode<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         text: &str,
         allowed_special: Vec<String>,
-    ) -> PyResult<Vec<u32>> {
+    ) -> PyResult<Bound<'py, PyList>> {
         let m = self.matcher(&allowed_special)?;
-        Ok(py.detach(|| self.inner.encode_with(text, m.as_ref())))
+        let ids = py.detach(|| self.inner.encode_with(text, m.as_ref()));
+        self.to_list(py, &ids)
     }
 
-    fn encode_batch(
+    fn encode_batch<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         texts: Vec<PyBackedStr>,
         allowed_special: Vec<String>,
         num_threads: usize,
-    ) -> PyResult<Vec<Vec<u32>>> {
+    ) -> PyResult<Bound<'py, PyList>> {
         let m = self.matcher(&allowed_special)?;
-        Ok(py.detach(|| {
-            let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
-            self.inner
-                .encode_batch(&refs, m.as_ref(), threads(num_threads))
-        }))
+        let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+        if num_threads <= 1 {
+            // One thread means one: encode everything, then convert.
+            let all = py.detach(|| self.inner.encode_batch(&refs, m.as_ref(), 1));
+            let lists = all
+                .iter()
+                .map(|ids| self.to_list(py, ids))
+                .collect::<PyResult<Vec<_>>>()?;
+            return PyList::new(py, lists);
+        }
+        let out = PyList::new(py, (0..refs.len()).map(|_| py.None()))?;
+        // Workers encode while this thread turns finished results into Python lists (which
+        // needs the GIL, so it cannot run in parallel with itself): measured, converting after
+        // the whole batch capped two threads at 1.45x one thread.
+        let (tx, rx) = crossbeam_channel::unbounded::<(usize, Vec<u32>)>();
+        let (inner, matcher, n) = (&self.inner, m.as_ref(), threads(num_threads));
+        std::thread::scope(|s| -> PyResult<()> {
+            let refs = &refs;
+            s.spawn(move || {
+                inner.encode_batch_each(refs, matcher, n, |i, ids| {
+                    let _ = tx.send((i, ids));
+                })
+            });
+            loop {
+                let msg = match rx.try_recv() {
+                    Ok(msg) => msg,
+                    Err(crossbeam_channel::TryRecvError::Empty) => match py.detach(|| rx.recv()) {
+                        Ok(msg) => msg,
+                        Err(_) => break,
+                    },
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                };
+                out.set_item(msg.0, self.to_list(py, &msg.1)?)?;
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
@@ -283,7 +361,6 @@ use crate::neardup::NearConfig;
 use crate::pack::{PackConfig, PackReport, Packer as RsPacker, SplitReport};
 use crate::read::Record;
 use crate::shard::ShardInfo;
-use pyo3::types::PyList;
 
 /// `(text, repo_name, path, license)` as Python passes a record.
 type PyRecord = (String, Option<String>, Option<String>, Option<String>);
