@@ -21,7 +21,7 @@ use std::collections::BinaryHeap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use compact_str::CompactString;
@@ -303,7 +303,15 @@ impl Trainer {
     ) -> Vec<(u32, u32)> {
         self.counts();
         let counts = std::mem::take(&mut self.partials).pop().unwrap_or_default();
-        let words = Words::from_counts(counts.into_iter());
+        let (n, ids) = counts
+            .keys()
+            .filter(|p| p.len() >= 2)
+            .fold((0, 0), |(n, ids), p| (n + 1, ids + p.len()));
+        let mut words = Words {
+            data: Vec::with_capacity(ids + HEADER * n),
+            offsets: Vec::with_capacity(n),
+        };
+        words.extend(counts.into_iter());
         learn_merges(words, num_merges, min_frequency, num_threads, progress)
     }
 }
@@ -327,6 +335,13 @@ impl Words {
             data: Vec::new(),
             offsets: Vec::new(),
         };
+        w.extend(counts);
+        w
+    }
+
+    /// Append the multi-byte pieces of `counts` as words.
+    fn extend<S: AsRef<str>>(&mut self, counts: impl Iterator<Item = (S, u64)>) {
+        let w = self;
         for (piece, c) in counts {
             let piece = piece.as_ref();
             if piece.len() < 2 {
@@ -340,7 +355,6 @@ impl Words {
             w.data.push((c >> 32) as u32);
             w.data.extend(piece.bytes().map(u32::from));
         }
-        w
     }
 
     #[inline(always)]
@@ -364,19 +378,37 @@ fn unpair(k: u64) -> (u32, u32) {
     ((k >> 32) as u32, k as u32)
 }
 
-/// A heap entry: ordered by count, then by the smallest tie-break key.
+/// The tie-break order of a token: bytes by their rank in GPT-2's byte-level alphabet, merged
+/// tokens by id (they come after all bytes).
+fn order(id: u32) -> u32 {
+    static BYTE_RANK: OnceLock<[u32; 256]> = OnceLock::new();
+    if id < 256 {
+        BYTE_RANK.get_or_init(byte_order)[id as usize]
+    } else {
+        id
+    }
+}
+
+/// A heap entry: ordered by count, then by the smallest tie-break key. 16 bytes: the key is
+/// recomputed from the pair when counts tie (the heap holds ~1M entries at 32k merges).
 #[derive(PartialEq, Eq)]
 struct Entry {
     count: i64,
-    order: (u32, u32),
     pair: u64,
+}
+
+impl Entry {
+    fn key(&self) -> (u32, u32) {
+        let (a, b) = unpair(self.pair);
+        (order(a), order(b))
+    }
 }
 
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.count
             .cmp(&other.count)
-            .then_with(|| other.order.cmp(&self.order))
+            .then_with(|| other.key().cmp(&self.key()))
     }
 }
 
@@ -504,6 +536,16 @@ unsafe fn apply_merge(
     }
 }
 
+/// Add (pair, word) registrations (in word order) to the pair -> words lists.
+fn register(pair_words: &mut FxMap<u64, Vec<u32>>, born: &[(u64, u32)]) {
+    for &(k, wi) in born {
+        let l = pair_words.entry(k).or_default();
+        if l.last() != Some(&wi) {
+            l.push(wi);
+        }
+    }
+}
+
 /// Lists at least this long are rewritten by all threads (smaller ones are not worth it).
 const PARALLEL_LIST: usize = 8192;
 
@@ -515,16 +557,7 @@ pub fn learn_merges(
     num_threads: usize,
     progress: &mut dyn FnMut(u64) -> bool,
 ) -> Vec<(u32, u32)> {
-    let byte_rank = byte_order();
-    let order = |id: u32| if id < 256 { byte_rank[id as usize] } else { id };
-    let entry = |pair: u64, count: i64| {
-        let (a, b) = unpair(pair);
-        Entry {
-            count,
-            order: (order(a), order(b)),
-            pair,
-        }
-    };
+    let entry = |pair: u64, count: i64| Entry { count, pair };
 
     let (mut pair_counts, mut pair_words) = count_pairs(&words, num_threads);
     let mut heap: BinaryHeap<Entry> = pair_counts
@@ -571,22 +604,23 @@ pub fn learn_merges(
                     })
                     .collect()
             });
+            // Chunks come back in order, so each new pair's list stays sorted by word.
             for part in parts {
                 for (k, d) in part.delta {
                     *effect.delta.entry(k).or_insert(0) += d;
                 }
-                effect.born.extend(part.born);
+                register(&mut pair_words, &part.born);
             }
         } else {
             // SAFETY: single-threaded here; the list has no duplicates.
             unsafe { apply_merge(&ptr, &list, (a, b), new_id, &mut effect) };
+            register(&mut pair_words, &effect.born);
         }
-        // Chunks come back in order, so each new pair's list is sorted by word.
-        for &(k, wi) in &effect.born {
-            let l = pair_words.entry(k).or_default();
-            if l.last() != Some(&wi) {
-                l.push(wi);
-            }
+        drop(list);
+        if effect.born.capacity() > 1 << 16 {
+            // The first merges touch most words; do not keep their buffers for the whole run.
+            effect.born = Vec::new();
+            effect.delta = FxMap::default();
         }
         for (&pair, &d) in &effect.delta {
             if pair == top.pair || d == 0 {
