@@ -28,6 +28,7 @@ use compact_str::CompactString;
 use hashbrown::HashMap;
 use rayon::prelude::*;
 use rustc_hash::FxBuildHasher;
+use smallvec::SmallVec;
 
 use crate::parallel;
 use crate::pretokenize::{pieces, Pattern};
@@ -36,7 +37,16 @@ use crate::vocab::byte_order;
 
 type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
 /// Pair counts and, per pair, the words (offsets) that contain it.
-type PairIndex = (FxMap<u64, i64>, FxMap<u64, Vec<u32>>);
+type Pairs = FxMap<u64, PairSlot>;
+
+/// A pair's count and the sorted offsets of the words that (may) contain it. One map for
+/// both, and lists of up to 4 words inline: at 32k merges there are ~1M pairs, most in a few
+/// words, and separate maps plus one heap allocation per list dominated peak memory.
+#[derive(Default)]
+struct PairSlot {
+    count: i64,
+    words: SmallVec<[u32; 4]>,
+}
 /// Unique piece -> number of occurrences.
 pub type PieceCounts = FxMap<CompactString, u64>;
 
@@ -419,47 +429,44 @@ impl PartialOrd for Entry {
 }
 
 /// Stage 3: pair counts and, per pair, the sorted list of words containing it (in parallel).
-fn count_pairs(words: &Words, num_threads: usize) -> PairIndex {
+fn count_pairs(words: &Words, num_threads: usize) -> Pairs {
     let n = words.offsets.len();
-    let chunk = n.div_ceil(num_threads.max(1) * 8).max(1024);
-    let parts: Vec<PairIndex> = parallel::install(num_threads, || {
+    let chunk = n.div_ceil(num_threads.max(1)).max(1024);
+    let parts: Vec<Pairs> = parallel::install(num_threads, || {
         (0..n)
             .into_par_iter()
             .with_min_len(chunk)
-            .fold(
-                || (FxMap::default(), FxMap::default()),
-                |(mut counts, mut where_): PairIndex, i| {
-                    let o = words.offsets[i];
-                    let c = Words::count(&words.data, o as usize) as i64;
-                    for p in words.word(o as usize).windows(2) {
-                        let k = pair_key(p[0], p[1]);
-                        *counts.entry(k).or_insert(0) += c;
-                        let list = where_.entry(k).or_default();
-                        if list.last() != Some(&o) {
-                            list.push(o);
-                        }
+            .fold(Pairs::default, |mut pairs: Pairs, i| {
+                let o = words.offsets[i];
+                let c = Words::count(&words.data, o as usize) as i64;
+                for p in words.word(o as usize).windows(2) {
+                    let slot = pairs.entry(pair_key(p[0], p[1])).or_default();
+                    slot.count += c;
+                    if slot.words.last() != Some(&o) {
+                        slot.words.push(o);
                     }
-                    (counts, where_)
-                },
-            )
+                }
+                pairs
+            })
             .collect()
     });
     let mut parts = parts.into_iter();
-    let (mut counts, mut where_) = parts.next().unwrap_or_default();
-    for (c, w) in parts {
-        for (k, v) in c {
-            *counts.entry(k).or_insert(0) += v;
-        }
-        for (k, mut v) in w {
-            where_.entry(k).or_default().append(&mut v);
+    let mut pairs = parts.next().unwrap_or_default();
+    for part in parts {
+        for (k, v) in part {
+            let slot = pairs.entry(k).or_default();
+            slot.count += v.count;
+            slot.words.extend(v.words);
         }
     }
     // The merge loop relies on every list being sorted and free of duplicates.
-    for list in where_.values_mut() {
+    for slot in pairs.values_mut() {
+        let list = &mut slot.words;
         list.sort_unstable();
         list.dedup();
+        list.shrink_to_fit();
     }
-    (counts, where_)
+    pairs
 }
 
 /// What rewriting some words for one merge changed.
@@ -537,9 +544,9 @@ unsafe fn apply_merge(
 }
 
 /// Add (pair, word) registrations (in word order) to the pair -> words lists.
-fn register(pair_words: &mut FxMap<u64, Vec<u32>>, born: &[(u64, u32)]) {
+fn register(pairs: &mut Pairs, born: &[(u64, u32)]) {
     for &(k, wi) in born {
-        let l = pair_words.entry(k).or_default();
+        let l = &mut pairs.entry(k).or_default().words;
         if l.last() != Some(&wi) {
             l.push(wi);
         }
@@ -559,11 +566,11 @@ pub fn learn_merges(
 ) -> Vec<(u32, u32)> {
     let entry = |pair: u64, count: i64| Entry { count, pair };
 
-    let (mut pair_counts, mut pair_words) = count_pairs(&words, num_threads);
-    let mut heap: BinaryHeap<Entry> = pair_counts
+    let mut pairs = count_pairs(&words, num_threads);
+    let mut heap: BinaryHeap<Entry> = pairs
         .iter()
-        .filter(|&(_, &c)| c > 0)
-        .map(|(&p, &c)| entry(p, c))
+        .filter(|(_, s)| s.count > 0)
+        .map(|(&p, s)| entry(p, s.count))
         .collect();
     let mut merges: Vec<(u32, u32)> = Vec::with_capacity(num_merges);
     let min_count = min_frequency.max(1) as i64;
@@ -574,7 +581,7 @@ pub fn learn_merges(
 
     while merges.len() < num_merges {
         let Some(top) = heap.pop() else { break };
-        let current = pair_counts.get(&top.pair).copied().unwrap_or(0);
+        let current = pairs.get(&top.pair).map_or(0, |s| s.count);
         if current != top.count {
             if current > 0 {
                 heap.push(entry(top.pair, current));
@@ -587,8 +594,7 @@ pub fn learn_merges(
         let (a, b) = unpair(top.pair);
         let new_id = 256 + merges.len() as u32;
         merges.push((a, b));
-        pair_counts.remove(&top.pair);
-        let list = pair_words.remove(&top.pair).unwrap_or_default();
+        let list = pairs.remove(&top.pair).map(|s| s.words).unwrap_or_default();
 
         effect.delta.clear();
         effect.born.clear();
@@ -609,33 +615,32 @@ pub fn learn_merges(
                 for (k, d) in part.delta {
                     *effect.delta.entry(k).or_insert(0) += d;
                 }
-                register(&mut pair_words, &part.born);
+                register(&mut pairs, &part.born);
             }
         } else {
             // SAFETY: single-threaded here; the list has no duplicates.
             unsafe { apply_merge(&ptr, &list, (a, b), new_id, &mut effect) };
-            register(&mut pair_words, &effect.born);
+            register(&mut pairs, &effect.born);
         }
         drop(list);
-        if effect.born.capacity() > 1 << 16 {
-            // The first merges touch most words; do not keep their buffers for the whole run.
-            effect.born = Vec::new();
-            effect.delta = FxMap::default();
-        }
         for (&pair, &d) in &effect.delta {
             if pair == top.pair || d == 0 {
                 continue;
             }
-            let slot = pair_counts.entry(pair).or_insert(0);
-            *slot += d;
-            let now = *slot;
+            let slot = pairs.entry(pair).or_default();
+            slot.count += d;
+            let now = slot.count;
             if now <= 0 {
-                pair_counts.remove(&pair);
-                pair_words.remove(&pair);
+                pairs.remove(&pair);
             } else if d > 0 {
                 // Only pairs containing the new token grow, and they are new: push them once.
                 heap.push(entry(pair, now));
             }
+        }
+        if effect.born.capacity() > 1 << 16 {
+            // The first merges touch most words; do not keep their buffers for the whole run.
+            effect.born = Vec::new();
+            effect.delta = FxMap::default();
         }
         if merges.len().is_multiple_of(256) && !progress(merges.len() as u64) {
             break; // the caller asked to stop (e.g. Ctrl-C); it discards the result
@@ -731,6 +736,26 @@ mod tests {
                     assert_eq!(fast, slow, "seed {seed} {pattern:?} min_freq {min_freq}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn large_merges_match_naive_recount() {
+        // One pair in >65k distinct words: exercises the buffer trimming after big merges
+        // and (with 2 threads) the parallel rewrite.
+        let texts: Vec<String> = (0..70_000u32)
+            .map(|i| {
+                format!("ab{}cab", char::from_u32(0x4E00 + i % 5000).unwrap())
+                    + &"b".repeat((i % 7) as usize)
+            })
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        for threads in [1, 2] {
+            let mut t = Trainer::new(Pattern::Gpt2, false, "content");
+            t.add_texts(&refs, threads);
+            let fast = t.train(40, 1, threads, &mut |_| true);
+            let slow = naive(t.counts(), 40, 1);
+            assert_eq!(fast, slow, "threads {threads}");
         }
     }
 
