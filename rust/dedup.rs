@@ -14,23 +14,34 @@ pub fn exact_key(text: &str, scratch: &mut Vec<u8>) -> u128 {
     scratch.clear();
     scratch.reserve(text.len());
     let b = text.as_bytes();
-    let mut i = 0;
+    // Copy runs of non-whitespace with one memcpy each (pushing byte by byte measured ~6% of
+    // a whole pack's CPU).
+    let (mut i, mut start) = (0, 0);
     while i < b.len() {
         let c = b[i];
-        if c < 0x80 {
-            if !matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1f) {
-                scratch.push(c);
-            }
-            i += 1;
+        let ws_len = if c < 0x80 {
+            usize::from(matches!(
+                c,
+                b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1f
+            ))
         } else {
             let ch = text[i..].chars().next().expect("char boundary");
-            let n = ch.len_utf8();
-            if !ch.is_whitespace() {
-                scratch.extend_from_slice(&b[i..i + n]);
+            if ch.is_whitespace() {
+                ch.len_utf8()
+            } else {
+                i += ch.len_utf8();
+                continue;
             }
-            i += n;
+        };
+        if ws_len > 0 {
+            scratch.extend_from_slice(&b[start..i]);
+            i += ws_len;
+            start = i;
+        } else {
+            i += 1;
         }
     }
+    scratch.extend_from_slice(&b[start..]);
     let digest = Sha256::digest(&scratch[..]);
     u128::from_le_bytes(digest[..16].try_into().unwrap())
 }
@@ -62,6 +73,28 @@ impl ExactDedup {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn key_ignores_exactly_the_whitespace() {
+        let naive = |t: &str| -> Vec<u8> {
+            t.chars()
+                .filter(|c| !(c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(c)))
+                .collect::<String>()
+                .into_bytes()
+        };
+        let mut scratch = Vec::new();
+        for t in [
+            "",
+            "  ",
+            "a b\tc\n",
+            "x\u{a0}y\u{2028}z é ",
+            "\u{1c}q\u{1f} r  ",
+            "日 本\r\n",
+        ] {
+            exact_key(t, &mut scratch);
+            assert_eq!(scratch, naive(t), "{t:?}");
+        }
+    }
+
     use super::*;
 
     #[test]
