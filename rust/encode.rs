@@ -11,31 +11,23 @@
 //!   without running BPE. `whole` only holds tokens whose own BPE is themselves, so the fast
 //!   path can never disagree with the slow one;
 //! - short pieces use an O(n^2) scan over a small array (cache friendly, like tiktoken);
-//!   pieces longer than `LONG_PIECE` bytes use a heap + linked list, O(n log n), so a 1 MB
+//!   pieces longer than `LONG_PIECE` bytes merge rank by rank over a linked list, so a 1 MB
 //!   run of one character encodes in linear-ish time.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use aho_corasick::{AhoCorasick, MatchKind};
-use hashbrown::HashMap;
 use rayon::prelude::*;
 use rustc_hash::FxBuildHasher;
 
 use crate::parallel;
 use crate::pretokenize::{pieces, Pattern};
-use crate::vocab::Vocab;
-
-type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
+use crate::vocab::{pair_key, FxMap, Vocab};
 
 /// Pieces longer than this use the heap-based merge.
 const LONG_PIECE: usize = 64;
 const NO_RANK: u32 = u32::MAX;
-
-#[inline(always)]
-fn pair_key(a: u32, b: u32) -> u64 {
-    ((a as u64) << 32) | b as u64
-}
 
 /// An immutable encoder; `Send + Sync`, shared freely between threads.
 #[derive(Debug, Clone)]

@@ -25,17 +25,14 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use compact_str::CompactString;
-use hashbrown::HashMap;
 use rayon::prelude::*;
-use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 
 use crate::parallel;
 use crate::pretokenize::{pieces, Pattern};
 use crate::read::read_file_counted;
-use crate::vocab::byte_order;
+use crate::vocab::{byte_order, pair_key, FxMap};
 
-type FxMap<K, V> = HashMap<K, V, FxBuildHasher>;
 /// Pair counts and, per pair, the words (offsets) that contain it.
 type Pairs = FxMap<u64, PairSlot>;
 
@@ -376,11 +373,6 @@ impl Words {
         let len = self.data[o] as usize;
         &self.data[o + HEADER..o + HEADER + len]
     }
-}
-
-#[inline(always)]
-fn pair_key(a: u32, b: u32) -> u64 {
-    ((a as u64) << 32) | b as u64
 }
 
 #[inline(always)]

@@ -2,6 +2,15 @@
 //! (id `256 + i` for merge `i`), then special tokens. Also GPT-2's byte-to-unicode alphabet,
 //! used for the human-readable form of tokens and for the merge tie-break order.
 
+/// Hash-map type used across the core (FxHash: fast for the short keys we hash).
+pub type FxMap<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// A pair of token ids as one hash-map key.
+#[inline(always)]
+pub fn pair_key(a: u32, b: u32) -> u64 {
+    ((a as u64) << 32) | b as u64
+}
+
 /// GPT-2's reversible byte -> printable char mapping (as in HF's ByteLevel).
 pub fn byte_to_char() -> [char; 256] {
     let mut table = ['\0'; 256];
