@@ -404,3 +404,13 @@ def test_unencodable_records_are_counted_not_fatal(tmp_path, tok):
     m = pack([rows], tok, tmp_path / "out", raw_config(), progress=False)
     assert m["report"]["invalid_records"] == 2
     assert decode_all(tmp_path / "out", "train", tok) == ["ok = 1\n", "fine = 2\n"]
+
+
+def test_directory_without_matching_files_is_a_clear_error(tmp_path) -> None:
+    from codekiln.data.sources import resolve_inputs
+
+    (tmp_path / "a.jsonl").write_text('{"content": "x = 1\\n"}\n')
+    with pytest.raises(FileNotFoundError, match=r"no file matching include=\['\*\.py'\]"):
+        resolve_inputs([str(tmp_path)], include=("*.py",), exclude=(), text_field="content")
+    found = resolve_inputs([str(tmp_path)], include=("*.jsonl",), exclude=(), text_field="content")
+    assert len(found) == 1

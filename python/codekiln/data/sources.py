@@ -147,7 +147,14 @@ def _resolve_path(
         return FileInput(path, name)
 
     if os.path.isdir(p):
-        return [file_input(os.path.join(p, rel), rel) for rel in _walk(p, include, exclude)]
+        found = _walk(p, include, exclude)
+        if not found:
+            raise FileNotFoundError(
+                f"{p}: the directory has no file matching include={list(include)} "
+                f"(exclude={list(exclude)}); for JSON lines pass the files or a glob, "
+                f"e.g. '{os.path.join(p, '*.jsonl.gz')}', or --include '*.jsonl.gz'"
+            )
+        return [file_input(os.path.join(p, rel), rel) for rel in found]
     if os.path.isfile(p):
         return [file_input(p, os.path.basename(p))]
     if _GLOB_CHARS & set(p):
