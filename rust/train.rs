@@ -295,7 +295,9 @@ impl Trainer {
         num_threads: usize,
         progress: &mut dyn FnMut(u64) -> bool,
     ) -> Vec<(u32, u32)> {
-        let words = Words::from_counts(self.counts().iter().map(|(k, &v)| (k.as_str(), v)));
+        let counts = self.counts();
+        let mut words = Words::sized_for(counts);
+        words.extend(counts.iter().map(|(k, &v)| (k.as_str(), v)));
         learn_merges(words, num_merges, min_frequency, num_threads, progress)
     }
 
@@ -310,14 +312,7 @@ impl Trainer {
     ) -> Vec<(u32, u32)> {
         self.counts();
         let counts = std::mem::take(&mut self.partials).pop().unwrap_or_default();
-        let (n, ids) = counts
-            .keys()
-            .filter(|p| p.len() >= 2)
-            .fold((0, 0), |(n, ids), p| (n + 1, ids + p.len()));
-        let mut words = Words {
-            data: Vec::with_capacity(ids + HEADER * n),
-            offsets: Vec::with_capacity(n),
-        };
+        let mut words = Words::sized_for(&counts);
         words.extend(counts.into_iter());
         learn_merges(words, num_merges, min_frequency, num_threads, progress)
     }
@@ -337,13 +332,17 @@ pub struct Words {
 const HEADER: usize = 3;
 
 impl Words {
-    pub fn from_counts<S: AsRef<str>>(counts: impl Iterator<Item = (S, u64)>) -> Words {
-        let mut w = Words {
-            data: Vec::new(),
-            offsets: Vec::new(),
-        };
-        w.extend(counts);
-        w
+    /// Empty words with exactly the capacity the multi-byte pieces of `counts` need (a
+    /// growing array would briefly hold its old and new buffers at the peak).
+    fn sized_for(counts: &PieceCounts) -> Words {
+        let (n, ids) = counts
+            .keys()
+            .filter(|p| p.len() >= 2)
+            .fold((0, 0), |(n, ids), p| (n + 1, ids + p.len()));
+        Words {
+            data: Vec::with_capacity(ids + HEADER * n),
+            offsets: Vec::with_capacity(n),
+        }
     }
 
     /// Append the multi-byte pieces of `counts` as words.
