@@ -19,31 +19,37 @@
 //! written, and shard numbering continues after them. Since shard boundaries depend only on
 //! the ordered document stream, the resumed output is byte-identical to an uninterrupted run.
 //!
-//! Decisions and measurements (train-00000, 60 MB of Python, 32k vocabulary, 2 cores):
+//! Decisions and measurements (train-00000, 60 MB of Python, 32k vocabulary, 2 cores; see
+//! `benchmarks/bench_pack.py` and BENCHMARKS.md):
 //! * tokenizing in stage B, after the decider, means duplicates and documents of resumed
 //!   shards are never tokenized (tokenizing in stage A was simpler but re-tokenized everything
 //!   on resume);
-//! * with one worker the run uses ~1.16 cores: decompression + JSON parsing on the caller
-//!   thread and the writer overlap the worker; so 2 workers gain ~1.7x over 1 on 2 cores
-//!   (1.69-2.01x measured), while the CPU spent per MB stays below `encode_batch`'s;
-//! * end to end (gzip -> shards) runs at 42 MB/s with 1 worker and 72 MB/s with 2, against
-//!   32 / 44 MB/s for `Tokenizer.encode_batch` on the same texts already in memory (which
-//!   also builds Python lists); see `benchmarks/bench_pack.py`.
+//! * the file reader (decompression + JSON, ~15% of the CPU) runs on one of the pool's
+//!   threads and, when it has to wait for a ticket, runs pending jobs instead. As an extra
+//!   thread it made "1 thread" use ~1.2 cores and competed with the workers at 2 threads
+//!   (2 threads were 1.6x one); as a semaphore-counted thread it idled cores whenever it
+//!   held a permit but waited for a CPU (1.75 cores busy at 2 threads). Now 1 thread uses
+//!   1.0 core, 2 threads keep 1.9 cores busy;
+//! * workers serialize tokens to the shard's byte layout, so the writer thread only copies;
+//!   the last shard is hashed while it is fsynced (the tail of a run is that shard's finish).
 
 use crate::clean::{CleanConfig, Cleaner, Reason};
 use crate::dedup::{exact_key, ExactDedup};
 use crate::neardup::{LshIndex, MinHasher, NearConfig};
 use crate::read::{self, Record};
 use crate::redact::{Counts, Redactor};
-use crate::shard::{ShardInfo, ShardWriter};
+use crate::shard::{encode_doc, token_bytes_for, ShardInfo, ShardWriter};
 use crate::split::{split_of, Split};
 use std::collections::BTreeMap;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{
+    channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError,
+};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Appends the token ids of a text to `out` (the tokenizer, without special tokens).
 pub type Tokenize = Arc<dyn Fn(&str, &mut Vec<u32>) + Send + Sync>;
@@ -155,7 +161,10 @@ struct Kept {
 
 struct Tokenized {
     split: Split,
-    tokens: Vec<u32>,
+    /// The document's tokens and separator, serialized as the shard stores them.
+    bytes: Vec<u8>,
+    /// Tokens in `bytes` (separator included).
+    tokens: u64,
     redactions: Counts,
 }
 
@@ -245,25 +254,31 @@ pub fn split_key(rec: &Record) -> String {
     format!("text:{:032x}", exact_key(&rec.text, &mut scratch))
 }
 
-/// Stage B: redact and tokenize one kept document.
+/// Stage B: redact, tokenize and serialize the kept documents of a batch.
 struct StageB {
     redactor: Option<Redactor>,
     tokenize: Tokenize,
+    eot_id: u32,
+    token_bytes: u32,
 }
 
 impl StageB {
     fn run(&self, docs: Vec<Kept>) -> Vec<Tokenized> {
+        let mut ids = Vec::new();
         docs.into_iter()
             .map(|mut d| {
                 let redactions = match &self.redactor {
                     Some(r) => r.redact_in_place(&mut d.text),
                     None => Counts::default(),
                 };
-                let mut tokens = Vec::with_capacity(d.text.len() / 3);
-                (self.tokenize)(&d.text, &mut tokens);
+                ids.clear();
+                (self.tokenize)(&d.text, &mut ids);
+                let mut bytes = Vec::new();
+                encode_doc(&ids, self.eot_id, self.token_bytes, &mut bytes);
                 Tokenized {
                     split: d.split,
-                    tokens,
+                    bytes,
+                    tokens: ids.len() as u64 + 1,
                     redactions,
                 }
             })
@@ -340,6 +355,8 @@ impl Packer {
         let stage_b = Arc::new(StageB {
             redactor: config.redact.then(Redactor::new),
             tokenize,
+            eot_id: config.eot_id,
+            token_bytes: token_bytes_for(config.vocab_size),
         });
         let (tx_a, rx_a) = channel::<Staged<Prepared>>();
         let (tx_b, rx_b) = channel::<Staged<Tokenized>>();
@@ -398,8 +415,8 @@ impl Packer {
         if self.batch.is_empty() {
             return;
         }
-        // Blocks while `max_in_flight` batches are in the pipeline: memory stays bounded.
-        if self.tickets.recv().is_err() {
+        // Waits while `max_in_flight` batches are in the pipeline: memory stays bounded.
+        if self.wait_ticket().is_err() {
             // The writer is gone (it only exits early after recording an error).
             self.batch.clear();
             self.batch_bytes = 0;
@@ -422,17 +439,47 @@ impl Packer {
         }
     }
 
+    /// Take a ticket for one more batch in flight. On a pool thread (the file reader runs on
+    /// one), wait by running the pool's pending jobs: the reader is one of the `num_threads`
+    /// workers rather than an extra thread competing with them, so one thread uses one core
+    /// and two threads scale. Elsewhere (records fed from Python) block.
+    fn wait_ticket(&self) -> Result<(), ()> {
+        if rayon::current_thread_index().is_none() {
+            return self.tickets.recv().map_err(|_| ());
+        }
+        loop {
+            match self.tickets.try_recv() {
+                Ok(()) => return Ok(()),
+                Err(TryRecvError::Disconnected) => return Err(()),
+                Err(TryRecvError::Empty) => {}
+            }
+            if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                // Nothing to run: the batches in flight are with the decider or the writer.
+                match self.tickets.recv_timeout(Duration::from_micros(200)) {
+                    Ok(()) => return Ok(()),
+                    Err(RecvTimeoutError::Disconnected) => return Err(()),
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+            }
+        }
+    }
+
     /// Read one file (see `read::read_file`). `name` is recorded as the document path of
     /// plain-text files (JSON lines carry their own metadata).
     pub fn add_file(&mut self, path: &Path, name: Option<&str>) -> io::Result<()> {
         self.check()?;
         let field = self.config.text_field.clone();
         let name = name.map(str::to_string);
-        let stats = read::read_file(path, &field, true, |mut rec| {
-            if rec.path.is_none() && read::FileKind::of(path) == read::FileKind::Text {
-                rec.path = name.clone().or_else(|| Some(path.display().to_string()));
-            }
-            self.push(rec);
+        // Decompression and parsing run on one of the pool's threads (see `wait_ticket`), so
+        // `num_threads` threads do all the heavy work.
+        let pool = self.pool.clone();
+        let stats = pool.install(|| {
+            read::read_file(path, &field, true, |mut rec| {
+                if rec.path.is_none() && read::FileKind::of(path) == read::FileKind::Text {
+                    rec.path = name.clone().or_else(|| Some(path.display().to_string()));
+                }
+                self.push(rec);
+            })
         })?;
         self.report.files += 1;
         self.report.invalid_records += stats.skipped_documents;
@@ -585,8 +632,7 @@ fn decide(
                     text: p.rec.text,
                 });
             }
-            let stage = stage_b.clone();
-            let tx = tx.clone();
+            let (stage, tx) = (stage_b.clone(), tx.clone());
             pool.spawn_fifo(move || {
                 let out = run_caught(|| stage.run(kept));
                 let _ = tx.send((idx, out));
@@ -660,7 +706,7 @@ fn write_docs(
         if d.redactions.total() > 0 {
             report.redacted_documents += 1;
         }
-        let need = d.tokens.len() as u64 + 1;
+        let need = d.tokens;
         let full = open.current[s]
             .as_ref()
             .is_some_and(|w| w.doc_count() > 0 && w.token_count() + need > cfg.shard_tokens);
@@ -681,7 +727,7 @@ fn write_docs(
             open.next_index[s] += 1;
         }
         let w = open.current[s].as_mut().expect("open shard");
-        w.push_doc(&d.tokens)?;
+        w.push_encoded(&d.bytes, d.tokens)?;
         report.tokens[s] += need;
     }
     Ok(())
@@ -908,6 +954,45 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0], base);
         assert!(docs[1].ends_with("EMAIL = '<EMAIL>'\n"));
+    }
+
+    #[test]
+    fn file_reader_runs_in_the_pool_for_any_thread_count() {
+        // The reader works on a pool thread and runs pending jobs while it waits for a
+        // ticket; with one thread it is the only worker. Tiny batches and one or two batches
+        // in flight exercise that hand-off; the shards equal those of `add_records`.
+        let records = corpus(200);
+        let inputs = tmpdir("pool-in");
+        let jsonl: String = records
+            .iter()
+            .map(|r| {
+                let obj = serde_json::json!({
+                    "content": r.text, "repo_name": r.repo_name, "path": r.path,
+                });
+                format!("{obj}\n")
+            })
+            .collect();
+        let file = inputs.join("corpus.jsonl");
+        fs::write(&file, jsonl).unwrap();
+        let want_dir = tmpdir("pool-want");
+        pack(config(&want_dir, 2), records);
+        let want = dir_bytes(&want_dir);
+        for threads in [1, 2, 3] {
+            for in_flight in [1, 2] {
+                let d = tmpdir(&format!("pool-{threads}-{in_flight}"));
+                let mut cfg = config(&d, threads);
+                cfg.max_in_flight = in_flight;
+                let mut p = Packer::new(cfg, bytes_tokenizer(), Box::new(|_| {})).unwrap();
+                p.add_file(&file, None).unwrap();
+                let r = p.finish().unwrap();
+                assert_eq!(r.documents_in, 200);
+                assert_eq!(
+                    dir_bytes(&d),
+                    want,
+                    "threads={threads} in_flight={in_flight}"
+                );
+            }
+        }
     }
 
     #[test]

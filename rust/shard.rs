@@ -133,6 +133,19 @@ pub fn token_bytes_for(vocab_size: u32) -> u32 {
     }
 }
 
+/// Append `tokens` and then `eot` to `out` as little-endian integers of `token_bytes` (2 or 4)
+/// bytes: a document as it is stored in a shard.
+pub fn encode_doc(tokens: &[u32], eot: u32, token_bytes: u32, out: &mut Vec<u8>) {
+    let ids = tokens.iter().copied().chain(std::iter::once(eot));
+    if token_bytes == 2 {
+        out.reserve(2 * tokens.len() + 2);
+        out.extend(ids.flat_map(|t| (t as u16).to_le_bytes()));
+    } else {
+        out.reserve(4 * tokens.len() + 4);
+        out.extend(ids.flat_map(|t| t.to_le_bytes()));
+    }
+}
+
 /// What a finished shard is; also what the manifest lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardInfo {
@@ -202,16 +215,26 @@ impl ShardWriter {
 
     /// Append one document and its separator.
     pub fn push_doc(&mut self, tokens: &[u32]) -> io::Result<()> {
-        let eot = self.header.eot_id;
-        let it = tokens.iter().copied().chain(std::iter::once(eot));
-        if self.header.token_bytes == 2 {
-            let buf: Vec<u8> = it.flat_map(|t| (t as u16).to_le_bytes()).collect();
-            self.out.write_all(&buf)?;
-        } else {
-            let buf: Vec<u8> = it.flat_map(|t| t.to_le_bytes()).collect();
-            self.out.write_all(&buf)?;
-        }
-        self.header.token_count += tokens.len() as u64 + 1;
+        let mut buf = Vec::new();
+        encode_doc(
+            tokens,
+            self.header.eot_id,
+            self.header.token_bytes,
+            &mut buf,
+        );
+        self.push_encoded(&buf, tokens.len() as u64 + 1)
+    }
+
+    /// Append a document already serialized by [`encode_doc`] (with this shard's token width
+    /// and separator); `tokens` counts the separator. The packer's workers serialize, so the
+    /// single writer thread only copies bytes.
+    pub fn push_encoded(&mut self, bytes: &[u8], tokens: u64) -> io::Result<()> {
+        debug_assert_eq!(
+            bytes.len() as u64,
+            tokens * u64::from(self.header.token_bytes)
+        );
+        self.out.write_all(bytes)?;
+        self.header.token_count += tokens;
         self.header.doc_count += 1;
         self.offsets.push(self.header.token_count);
         Ok(())
@@ -224,9 +247,16 @@ impl ShardWriter {
         let mut file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&self.header.to_bytes())?;
-        file.sync_all()?;
+        // Hash (CPU) while the kernel flushes the file (I/O): at the end of a pack the last
+        // shard's finish is the only work left, so overlapping the two shortens the tail.
+        let (synced, hashed) = std::thread::scope(|scope| {
+            let sync = scope.spawn(|| file.sync_all());
+            let hashed = sha256_file(&self.tmp);
+            (sync.join().expect("fsync thread"), hashed)
+        });
+        synced?;
         drop(file);
-        let (bytes, sha256) = sha256_file(&self.tmp)?;
+        let (bytes, sha256) = hashed?;
         debug_assert_eq!(bytes, self.header.file_size());
         let file = shard_name(&self.split, self.index);
         let dest = self.dir.join(&file);

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from codekiln import Tokenizer
 from codekiln.tokenizer import bytes_to_token_str, bytes_to_unicode, token_str_to_bytes
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 CORPUS = [
@@ -174,6 +174,25 @@ def test_byte_level_table() -> None:
     assert token_str_to_bytes(bytes_to_token_str(data)) == data
     with pytest.raises(ValueError, match="not a byte-level token string"):
         token_str_to_bytes(" ")
+
+
+@given(st.binary(max_size=64))
+def test_token_strings_match_the_table(data: bytes) -> None:
+    # The fast (str.translate) conversions against the table applied byte by byte.
+    table = bytes_to_unicode()
+    text = "".join(table[b] for b in data)
+    assert bytes_to_token_str(data) == text
+    assert token_str_to_bytes(text) == data
+
+
+@given(st.text(max_size=16), st.text(min_size=1, max_size=4))
+def test_token_str_to_bytes_rejects_characters_outside_the_alphabet(
+    prefix: str, other: str
+) -> None:
+    alphabet = set(bytes_to_unicode().values())
+    assume(any(c not in alphabet for c in other))
+    with pytest.raises(ValueError, match="not a byte-level token string"):
+        token_str_to_bytes(prefix + other)
 
 
 def test_from_merges() -> None:

@@ -109,10 +109,7 @@ class Packer:
     def __init__(
         self,
         out_dir: str | os.PathLike[str],
-        pattern: str,
-        newline: bool,
-        merges: Sequence[tuple[int, int]],
-        special_tokens: Sequence[tuple[str, int]],
+        encoder: Encoder,
         eot_id: int,
         fingerprint: bytes,
         *,

@@ -36,30 +36,47 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 @functools.cache
-def _unicode_to_byte() -> dict[str, int]:
-    return {c: b for b, c in bytes_to_unicode().items()}
+def _to_token_str_table() -> dict[int, str]:
+    # str.translate table for latin-1-decoded bytes: chr(b) -> the byte's printable character.
+    return dict(bytes_to_unicode())
+
+
+@functools.cache
+def _to_bytes_table() -> dict[int, str]:
+    # The inverse, mapping every character of the alphabet to chr(byte); characters below
+    # U+0100 that are not in the alphabet map to U+FFFF so that the latin-1 encode rejects them
+    # (characters above U+00FF outside the alphabet are rejected by the encode as they are).
+    inverse = {ord(c): chr(b) for b, c in bytes_to_unicode().items()}
+    for cp in range(256):
+        inverse.setdefault(cp, "\uffff")
+    return inverse
 
 
 def bytes_to_token_str(data: bytes) -> str:
     """The byte-level unicode form of ``data`` (as in HF ``vocab.json``/``merges.txt``)."""
-    table = bytes_to_unicode()
-    return "".join(table[b] for b in data)
+    return data.decode("latin-1").translate(_to_token_str_table())
 
 
 def token_str_to_bytes(token: str) -> bytes:
     """Inverse of :func:`bytes_to_token_str`; ``ValueError`` for a character outside the table."""
-    table = _unicode_to_byte()
     try:
-        return bytes(table[c] for c in token)
-    except KeyError as e:
-        raise ValueError(f"{token!r} is not a byte-level token string (bad char {e})") from None
+        return token.translate(_to_bytes_table()).encode("latin-1")
+    except UnicodeEncodeError:
+        bad = next(c for c in token if ord(c) not in _unicode_to_byte_codes())
+        raise ValueError(f"{token!r} is not a byte-level token string (bad char {bad!r})") from None
+
+
+@functools.cache
+def _unicode_to_byte_codes() -> frozenset[int]:
+    return frozenset(ord(c) for c in bytes_to_unicode().values())
 
 
 def parse_merges(raw: object) -> list[tuple[int, int]]:
     if not isinstance(raw, list):
         raise ValueError('"merges" must be a list')
-    table: dict[str, int] = {bytes_to_token_str(bytes([b])): b for b in range(256)}
-    contents = [bytes([b]) for b in range(256)]
+    # Token strings by id: a merged token's string is its operands' strings concatenated.
+    contents = [bytes_to_token_str(bytes([b])) for b in range(256)]
+    table: dict[str, int] = {s: b for b, s in enumerate(contents)}
     merges: list[tuple[int, int]] = []
     for i, entry in enumerate(raw):
         if isinstance(entry, str):
@@ -86,7 +103,7 @@ def parse_merges(raw: object) -> list[tuple[int, int]]:
             )
         merges.append((left, right))
         contents.append(contents[left] + contents[right])
-        table.setdefault(bytes_to_token_str(contents[-1]), 256 + i)
+        table.setdefault(contents[-1], 256 + i)
     return merges
 
 

@@ -303,10 +303,19 @@ class Tokenizer:
         return {i: name for name, i in self._specials.items() if name != NEWLINE_TOKEN}
 
     @functools.cached_property
+    def _token_strs(self) -> list[str]:
+        # The byte-level form maps byte by byte, so a merged token's string is the
+        # concatenation of its operands' strings.
+        strs = [bytes_to_token_str(bytes([b])) for b in range(256)]
+        for left, right in self._merges:
+            strs.append(strs[left] + strs[right])
+        return strs
+
+    @functools.cached_property
     def _token_str_to_id(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for i, data in enumerate(self._bytes_table):
-            out.setdefault(bytes_to_token_str(data), i)  # first id wins for duplicate bytes
+        for i, s in enumerate(self._token_strs):
+            out.setdefault(s, i)  # first id wins for duplicate bytes
         return out
 
     @functools.cached_property
@@ -490,9 +499,9 @@ class Tokenizer:
         """The content of the tokenizer file (see :meth:`save`)."""
         merges: list[str | list[int]] = []
         first = self._token_str_to_id
+        strs = self._token_strs
         for left, right in self._merges:
-            a = bytes_to_token_str(self._bytes_table[left])
-            b = bytes_to_token_str(self._bytes_table[right])
+            a, b = strs[left], strs[right]
             if first[a] == left and first[b] == right:
                 merges.append(f"{a} {b}")
             else:  # an operand shares its bytes with an earlier token: only ids are unambiguous

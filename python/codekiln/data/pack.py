@@ -13,6 +13,7 @@ the result is byte-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -200,7 +201,6 @@ def pack(
             f"{out} holds .bin files but no {MANIFEST}; use overwrite=True (--overwrite)"
         )
     _clear_outputs(out, {sh["file"] for shards in kept.values() for sh in shards})
-    tok.save(os.path.join(out, "tokenizer.json"))
 
     threads = _resolve_threads(cfg.num_threads)
     manifest: dict[str, Any] = {
@@ -230,10 +230,7 @@ def pack(
     near = cfg.dedup == "near"
     packer = _core.Packer(
         out,
-        tok.pattern,
-        tok.newline == "<N>",
-        tok.merges,
-        list(tok.special_tokens.items()),
+        tok._encoder,
         eot,
         bytes.fromhex(tok.fingerprint),
         num_threads=threads,
@@ -252,15 +249,20 @@ def pack(
     )
     bar, callback = _progress(progress, sources)
     t0 = time.perf_counter()
-    try:
-        _feed(packer, sources, cfg, callback)
-        report = packer.finish()
-    except BaseException:
-        packer.abort()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+    # The tokenizer file (~30 ms to serialize and fsync at 32k) is written while the Rust
+    # threads pack; the manifest only says "complete" once it is in place.
+    with concurrent.futures.ThreadPoolExecutor(1, "codekiln-save-tokenizer") as saver:
+        saved = saver.submit(tok.save, os.path.join(out, "tokenizer.json"))
+        try:
+            _feed(packer, sources, cfg, callback)
+            report = packer.finish()
+        except BaseException:
+            packer.abort()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        saved.result()
     seconds = time.perf_counter() - t0
 
     for s in SPLITS:
