@@ -27,6 +27,7 @@ import os
 import pathlib
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,26 +39,40 @@ import numpy as np
 from codekiln import Tokenizer
 from codekiln.data import PackConfig, find_near_duplicates, pack
 
-CPU_SECONDS: dict[str, float] = {}
-
 
 def cpu_time() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 
 
-def best_of(repeat: int, f: Callable[[], Any], name: str = "") -> float:
-    """Best wall time of ``repeat`` runs (the machine may be shared: the minimum is the
-    signal); the CPU seconds (all threads) of that run are kept in ``CPU_SECONDS[name]``."""
-    best = float("inf")
-    for _ in range(repeat):
+class Rounds:
+    """Interleaved measurements: every round runs each measurement once, in the same order, so
+    a slow spell of a shared machine hits all of them alike. Reports medians, and ratios taken
+    within a round (pack / encode_batch, 2 / 1 threads) before their median is taken."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, list[tuple[float, float]]] = {}
+
+    def run(self, name: str, f: Callable[[], Any]) -> None:
         c, t = cpu_time(), time.perf_counter()
         f()
         wall = time.perf_counter() - t
-        if wall < best:
-            best = wall
-            CPU_SECONDS[name] = cpu_time() - c
-    return best
+        self.runs.setdefault(name, []).append((wall, cpu_time() - c))
+
+    def wall(self, name: str) -> float:
+        return statistics.median(w for w, _ in self.runs[name])
+
+    def cpu(self, name: str) -> float:
+        return statistics.median(c for _, c in self.runs[name])
+
+    def speedups(self, slow: str, fast: str) -> list[float]:
+        """Per round: wall(slow) / wall(fast), i.e. how many times faster ``fast`` ran."""
+        return [a / b for (a, _), (b, _) in zip(self.runs[slow], self.runs[fast], strict=True)]
+
+
+def describe(ratios: list[float], percent: bool = False) -> str:
+    fmt = (lambda x: f"{x:.0%}") if percent else (lambda x: f"{x:.2f}x")
+    return f"median {fmt(statistics.median(ratios))} (range {fmt(min(ratios))}-{fmt(max(ratios))})"
 
 
 def load_texts(files: list[pathlib.Path]) -> list[str]:
@@ -150,7 +165,7 @@ def main() -> None:
     ap.add_argument("--corpus", type=pathlib.Path, default=pathlib.Path("../shared/corpus"))
     ap.add_argument("--files", type=int, default=1, help="train shards for the throughput runs")
     ap.add_argument("--vocab", type=int, default=32768)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds (medians)")
     ap.add_argument(
         "--work", type=pathlib.Path, default=None, help="scratch dir (default: a temp dir)"
     )
@@ -170,43 +185,39 @@ def main() -> None:
         f"{len(files)} file(s), {len(texts):,} documents, {mb:.1f} MB of source; vocab {tok.vocab_size}"
     )
     print(f"cpus: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}")
-    results: dict[str, float] = {}
+    rounds = Rounds()
 
-    for th in (1, 2):
-        name = f"encode_batch_{th}"
-        s = best_of(args.repeat, lambda th=th: tok.encode_batch(texts, num_threads=th), name)
-        results[name] = mb / s
+    def pack_once(th: int, redact: bool) -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        pack(files, tok, out, PackConfig(num_threads=th, redact=redact), progress=False)
+
     out = work / "out"
-    for th in (1, 2):
-        for redact in (False, True):
-
-            def run(th: int = th, redact: bool = redact) -> None:
-                shutil.rmtree(out, ignore_errors=True)
-                pack(files, tok, out, PackConfig(num_threads=th, redact=redact), progress=False)
-
-            name = f"pack_{th}{'_redact' if redact else ''}"
-            s = best_of(args.repeat, run, name)
-            results[name] = mb / s
-    for th in (1, 2):
-        name = f"near_dedup_{th}"
-        s = best_of(args.repeat, lambda th=th: find_near_duplicates(texts, num_threads=th), name)
-        results[name] = mb / s
+    for _ in range(args.repeat):
+        for th in (1, 2):
+            rounds.run(f"encode_batch_{th}", lambda th=th: tok.encode_batch(texts, num_threads=th))
+            rounds.run(f"pack_{th}", lambda th=th: pack_once(th, False))
+            rounds.run(f"pack_{th}_redact", lambda th=th: pack_once(th, True))
+            rounds.run(
+                f"near_dedup_{th}", lambda th=th: find_near_duplicates(texts, num_threads=th)
+            )
 
     print()
-    print("| measurement | MB/s (wall) | MB per CPU-second |")
-    print("|---|---|---|")
-    for k, v in results.items():
-        print(f"| {k} | {v:.1f} | {mb / CPU_SECONDS[k]:.1f} |")
+    print(f"medians of {args.repeat} interleaved rounds")
+    print("| measurement | MB/s (wall) | MB per CPU-second | cores busy |")
+    print("|---|---|---|---|")
+    for k in rounds.runs:
+        w, c = rounds.wall(k), rounds.cpu(k)
+        print(f"| {k} | {mb / w:.1f} | {mb / c:.1f} | {c / w:.2f} |")
     print()
-    e1, e2 = results["encode_batch_1"], results["encode_batch_2"]
-    p1, p2 = results["pack_1"], results["pack_2"]
-    print(f"pack / encode_batch: 1 thread {p1 / e1:.0%}, 2 threads {p2 / e2:.0%} (target >= 85%)")
+    for th in (1, 2):
+        r = rounds.speedups(f"encode_batch_{th}", f"pack_{th}")
+        print(f"pack / encode_batch, {th} thread(s): {describe(r, percent=True)} (target >= 85%)")
+    print(f"pack 2 threads vs 1: {describe(rounds.speedups('pack_1', 'pack_2'))} (target >= 1.8x)")
     print(
-        f"pack scaling 2 vs 1 threads: {p2 / p1:.2f}x (target >= 1.8x); encode_batch {e2 / e1:.2f}x"
+        f"encode_batch 2 threads vs 1: {describe(rounds.speedups('encode_batch_1', 'encode_batch_2'))}"
     )
-    cpu_ratio = CPU_SECONDS["encode_batch_2"] / CPU_SECONDS["pack_2"]
-    print(f"pack / encode_batch in CPU time (robust to a busy machine): {cpu_ratio:.0%}")
-    print(f"near-dedup per core: {results['near_dedup_1']:.1f} MB/s (target >= 20)")
+    p2 = mb / rounds.wall("pack_2")
+    print(f"near-dedup per core: {mb / rounds.wall('near_dedup_1'):.1f} MB/s (target >= 20)")
 
     if not args.skip_baseline:
         s = baseline_nanogpt(files, tok, work)
