@@ -362,7 +362,7 @@ mod tests {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                let k = if state % 6 == 0 {
+                let k = if state.is_multiple_of(6) {
                     (state >> 8) as usize
                 } else {
                     (state >> 8) as usize % 5

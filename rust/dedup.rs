@@ -163,7 +163,7 @@ mod tests {
             let text: String = (0..len)
                 .map(|_| {
                     let r = next();
-                    if r % 8 == 0 {
+                    if r.is_multiple_of(8) {
                         alphabet[(r >> 8) as usize % alphabet.len()]
                     } else {
                         alphabet[(r >> 8) as usize % 11]

@@ -15,6 +15,7 @@ pub mod clean;
 pub mod dedup;
 pub mod neardup;
 pub mod pack;
+mod pack_stages;
 pub mod redact;
 pub mod shard;
 pub mod split;

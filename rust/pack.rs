@@ -2,11 +2,14 @@
 //! write shards (see `shard.rs` for the format).
 //!
 //! ```text
-//!  caller thread          rayon pool (N)        decider thread         rayon pool (N)       writer thread
+//!  a pool thread          rayon pool (N)        decider thread         rayon pool (N)       writer thread
 //!  read + batch  ──A──▶  filters, exact key,  ─▶ reorder; exact and  ──B──▶ redact,      ─▶ reorder; append to
-//!  (~1 MiB each)          MinHash signature      near dedup, split,        tokenize          shards, fsync, rename
-//!                                                resume skip
+//!  (~1 MiB each)          MinHash signature      near dedup, split,        tokenize,         shards, fsync, rename
+//!                                                resume skip               serialize
 //! ```
+//!
+//! This file holds the configuration, the report and the feeding side ([`Packer`]); the
+//! stages and the decider and writer threads are in `pack_stages.rs`.
 //!
 //! Every decision that depends on earlier documents (dedup, split counters, shard boundaries)
 //! is taken by one thread in input order, and the parallel stages are pure functions of their
@@ -33,23 +36,24 @@
 //! * workers serialize tokens to the shard's byte layout, so the writer thread only copies;
 //!   the last shard is hashed while it is fsynced (the tail of a run is that shard's finish).
 
-use crate::clean::{CleanConfig, Cleaner, Reason};
-use crate::dedup::{exact_key, ExactDedup};
-use crate::neardup::{LshIndex, MinHasher, NearConfig};
+use crate::clean::{CleanConfig, Cleaner};
+use crate::neardup::{MinHasher, NearConfig};
+use crate::pack_stages::{
+    decide, run_caught, write, DeciderReport, Prepared, Shared, StageA, StageB, Staged, Tokenized,
+    WriterReport,
+};
 use crate::read::{self, Record};
 use crate::redact::{Counts, Redactor};
-use crate::shard::{encode_doc, token_bytes_for, ShardInfo, ShardWriter};
-use crate::split::{split_of, Split};
+use crate::shard::{token_bytes_for, ShardInfo};
 use std::collections::BTreeMap;
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{
-    channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError,
-};
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+pub use crate::pack_stages::split_key;
 
 /// Appends the token ids of a text to `out` (the tokenizer, without special tokens).
 pub type Tokenize = Arc<dyn Fn(&str, &mut Vec<u32>) + Send + Sync>;
@@ -143,165 +147,6 @@ pub struct PackReport {
 struct Batch {
     idx: u64,
     records: Vec<Record>,
-}
-
-struct Prepared {
-    rec: Record,
-    bytes: u64,
-    reject: Option<Reason>,
-    key: u128,
-    sig: Vec<u32>,
-    split: Split,
-}
-
-struct Kept {
-    split: Split,
-    text: String,
-}
-
-struct Tokenized {
-    split: Split,
-    /// The document's tokens and separator, serialized as the shard stores them.
-    bytes: Vec<u8>,
-    /// Tokens in `bytes` (separator included).
-    tokens: u64,
-    redactions: Counts,
-}
-
-type Staged<T> = (u64, Result<Vec<T>, String>);
-
-#[derive(Default)]
-struct DeciderReport {
-    removed: BTreeMap<String, u64>,
-    removed_bytes: BTreeMap<String, u64>,
-    splits: [SplitReport; 2],
-}
-
-#[derive(Default)]
-struct WriterReport {
-    redactions: Counts,
-    redacted_documents: u64,
-    shards: [Vec<ShardInfo>; 2],
-    tokens: [u64; 2],
-}
-
-struct Shared {
-    error: Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn fail(&self, msg: String) {
-        let mut e = self.error.lock().unwrap();
-        if e.is_none() {
-            *e = Some(msg);
-        }
-    }
-    fn error(&self) -> Option<String> {
-        self.error.lock().unwrap().clone()
-    }
-}
-
-/// Stage A: the per-document work that needs no global state.
-struct StageA {
-    cleaner: Cleaner,
-    hasher: Option<MinHasher>,
-    exact: bool,
-    valid_fraction: f64,
-}
-
-impl StageA {
-    fn run(&self, records: Vec<Record>) -> Vec<Prepared> {
-        let mut scratch = Vec::new();
-        records
-            .into_iter()
-            .map(|mut rec| {
-                let bytes = rec.text.len() as u64;
-                let reject = self.cleaner.check(&rec.text, rec.license.as_deref());
-                let (mut key, mut sig) = (0, Vec::new());
-                if reject.is_some() {
-                    rec.text = String::new();
-                } else {
-                    if self.exact {
-                        key = exact_key(&rec.text, &mut scratch);
-                    }
-                    if let Some(h) = &self.hasher {
-                        sig = h.signature(&rec.text);
-                    }
-                }
-                let split = split_of(&split_key(&rec), self.valid_fraction);
-                Prepared {
-                    rec,
-                    bytes,
-                    reject,
-                    key,
-                    sig,
-                    split,
-                }
-            })
-            .collect()
-    }
-}
-
-/// The key a document is split by: its repository, else its path, else its content.
-pub fn split_key(rec: &Record) -> String {
-    if let Some(r) = rec.repo_name.as_deref().filter(|r| !r.is_empty()) {
-        return format!("repo:{r}");
-    }
-    if let Some(p) = rec.path.as_deref().filter(|p| !p.is_empty()) {
-        return format!("path:{p}");
-    }
-    let mut scratch = Vec::new();
-    format!("text:{:032x}", exact_key(&rec.text, &mut scratch))
-}
-
-/// Stage B: redact, tokenize and serialize the kept documents of a batch.
-struct StageB {
-    redactor: Option<Redactor>,
-    tokenize: Tokenize,
-    eot_id: u32,
-    token_bytes: u32,
-}
-
-impl StageB {
-    fn run(&self, docs: Vec<Kept>) -> Vec<Tokenized> {
-        let mut ids = Vec::new();
-        docs.into_iter()
-            .map(|mut d| {
-                let redactions = match &self.redactor {
-                    Some(r) => r.redact_in_place(&mut d.text),
-                    None => Counts::default(),
-                };
-                ids.clear();
-                (self.tokenize)(&d.text, &mut ids);
-                let mut bytes = Vec::new();
-                encode_doc(&ids, self.eot_id, self.token_bytes, &mut bytes);
-                Tokenized {
-                    split: d.split,
-                    bytes,
-                    tokens: ids.len() as u64 + 1,
-                    redactions,
-                }
-            })
-            .collect()
-    }
-}
-
-fn run_caught<T>(f: impl FnOnce() -> Vec<T>) -> Result<Vec<T>, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".into());
-        format!("internal error in a packing worker: {msg}")
-    })
-}
-
-/// Pops consecutive items from a reorder buffer.
-fn pop_ready<T>(pending: &mut BTreeMap<u64, T>, next: &mut u64) -> Option<T> {
-    let v = pending.remove(next)?;
-    *next += 1;
-    Some(v)
 }
 
 /// A running packer. Feed it with [`Packer::add_file`] / [`Packer::add_records`] (in the
@@ -571,184 +416,11 @@ impl Drop for Packer {
     }
 }
 
-fn decide(
-    cfg: PackConfig,
-    rx: Receiver<Staged<Prepared>>,
-    tx: Sender<Staged<Tokenized>>,
-    pool: Arc<rayon::ThreadPool>,
-    stage_b: Arc<StageB>,
-    shared: Arc<Shared>,
-) -> DeciderReport {
-    let mut report = DeciderReport::default();
-    let mut exact = ExactDedup::new();
-    let mut near = cfg.near_dedup.as_ref().map(LshIndex::new);
-    let mut pending = BTreeMap::new();
-    let mut next = 0u64;
-    let mut seq = 0u64;
-    fn count(report: &mut DeciderReport, reason: &str, bytes: u64) {
-        *report.removed.entry(reason.to_string()).or_default() += 1;
-        *report.removed_bytes.entry(reason.to_string()).or_default() += bytes;
-    }
-    for (idx, result) in rx {
-        pending.insert(idx, result);
-        while let Some(result) = pop_ready(&mut pending, &mut next) {
-            let idx = next - 1;
-            let docs = match result {
-                Ok(docs) => docs,
-                Err(e) => {
-                    shared.fail(e.clone());
-                    let _ = tx.send((idx, Err(e)));
-                    continue;
-                }
-            };
-            let mut kept = Vec::new();
-            for p in docs {
-                let id = seq;
-                seq += 1;
-                if let Some(r) = p.reject {
-                    count(&mut report, r.name(), p.bytes);
-                    continue;
-                }
-                if cfg.exact_dedup && !exact.insert(p.key) {
-                    count(&mut report, "exact_duplicate", p.bytes);
-                    continue;
-                }
-                if let Some(index) = near.as_mut() {
-                    if index.check_insert(id, &p.sig).is_some() {
-                        count(&mut report, "near_duplicate", p.bytes);
-                        continue;
-                    }
-                }
-                let s = p.split as usize;
-                let split = &mut report.splits[s];
-                split.documents += 1;
-                split.bytes += p.bytes;
-                if split.documents <= cfg.resume[s].1 {
-                    split.resumed_documents += 1;
-                    continue;
-                }
-                kept.push(Kept {
-                    split: p.split,
-                    text: p.rec.text,
-                });
-            }
-            let (stage, tx) = (stage_b.clone(), tx.clone());
-            pool.spawn_fifo(move || {
-                let out = run_caught(|| stage.run(kept));
-                let _ = tx.send((idx, out));
-            });
-        }
-    }
-    report
-}
-
-struct OpenShards {
-    current: [Option<ShardWriter>; 2],
-    next_index: [usize; 2],
-}
-
-fn write(
-    cfg: PackConfig,
-    rx: Receiver<Staged<Tokenized>>,
-    tickets: SyncSender<()>,
-    mut on_shard: OnShard,
-    shared: Arc<Shared>,
-) -> WriterReport {
-    let mut report = WriterReport::default();
-    let mut open = OpenShards {
-        current: [None, None],
-        next_index: [cfg.resume[0].0, cfg.resume[1].0],
-    };
-    let mut pending = BTreeMap::new();
-    let mut next = 0u64;
-    let mut failed = false;
-    for (idx, result) in rx {
-        pending.insert(idx, result);
-        while let Some(result) = pop_ready(&mut pending, &mut next) {
-            if !failed {
-                let r = result.and_then(|docs| {
-                    write_docs(&cfg, &mut open, docs, &mut report, &mut on_shard)
-                        .map_err(|e| e.to_string())
-                });
-                if let Err(e) = r {
-                    shared.fail(e);
-                    failed = true;
-                }
-            }
-            // Return the ticket: the reader may start another batch.
-            let _ = tickets.try_send(());
-        }
-    }
-    if !failed && shared.error().is_none() {
-        for s in 0..2 {
-            if let Some(w) = open.current[s].take() {
-                match finish_shard(w, &mut report, &mut on_shard) {
-                    Ok(()) => {}
-                    Err(e) => shared.fail(e.to_string()),
-                }
-            }
-        }
-    }
-    // An incomplete shard (after an error) stays a `.tmp` file; a rerun overwrites it.
-    report
-}
-
-fn write_docs(
-    cfg: &PackConfig,
-    open: &mut OpenShards,
-    docs: Vec<Tokenized>,
-    report: &mut WriterReport,
-    on_shard: &mut OnShard,
-) -> io::Result<()> {
-    for d in docs {
-        let s = d.split as usize;
-        report.redactions.add(&d.redactions);
-        if d.redactions.total() > 0 {
-            report.redacted_documents += 1;
-        }
-        let need = d.tokens;
-        let full = open.current[s]
-            .as_ref()
-            .is_some_and(|w| w.doc_count() > 0 && w.token_count() + need > cfg.shard_tokens);
-        if full {
-            let w = open.current[s].take().expect("open shard");
-            finish_shard(w, report, on_shard)?;
-        }
-        if open.current[s].is_none() {
-            let split = if s == 0 { Split::Train } else { Split::Valid };
-            open.current[s] = Some(ShardWriter::create(
-                &cfg.out_dir,
-                split.name(),
-                open.next_index[s],
-                cfg.vocab_size,
-                cfg.eot_id,
-                cfg.fingerprint,
-            )?);
-            open.next_index[s] += 1;
-        }
-        let w = open.current[s].as_mut().expect("open shard");
-        w.push_encoded(&d.bytes, d.tokens)?;
-        report.tokens[s] += need;
-    }
-    Ok(())
-}
-
-fn finish_shard(
-    w: ShardWriter,
-    report: &mut WriterReport,
-    on_shard: &mut OnShard,
-) -> io::Result<()> {
-    let info = w.finish()?;
-    on_shard(&info);
-    let s = if info.split == "valid" { 1 } else { 0 };
-    report.shards[s].push(info);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::shard::{verify, HEADER_BYTES};
+    use crate::split::{split_of, Split};
     use std::fs;
 
     fn tmpdir(name: &str) -> PathBuf {

@@ -1,0 +1,351 @@
+//! The stages of the packer (see `pack.rs` for the pipeline): the per-batch work that runs
+//! on the pool (stage A: filters, dedup keys, MinHash signatures, split; stage B: redaction,
+//! tokenization, serialization), and the two ordered threads: the decider (dedup, split
+//! counters, resume) and the writer (shard boundaries, atomic shard files).
+
+use crate::clean::{Cleaner, Reason};
+use crate::dedup::{exact_key, ExactDedup};
+use crate::neardup::{LshIndex, MinHasher};
+use crate::pack::{OnShard, PackConfig, SplitReport, Tokenize};
+use crate::read::Record;
+use crate::redact::{Counts, Redactor};
+use crate::shard::{encode_doc, ShardInfo, ShardWriter};
+use crate::split::{split_of, Split};
+use std::collections::BTreeMap;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+
+pub(crate) struct Prepared {
+    pub(crate) rec: Record,
+    pub(crate) bytes: u64,
+    pub(crate) reject: Option<Reason>,
+    pub(crate) key: u128,
+    pub(crate) sig: Vec<u32>,
+    pub(crate) split: Split,
+}
+
+pub(crate) struct Kept {
+    pub(crate) split: Split,
+    pub(crate) text: String,
+}
+
+pub(crate) struct Tokenized {
+    pub(crate) split: Split,
+    /// The document's tokens and separator, serialized as the shard stores them.
+    pub(crate) bytes: Vec<u8>,
+    /// Tokens in `bytes` (separator included).
+    pub(crate) tokens: u64,
+    pub(crate) redactions: Counts,
+}
+
+pub(crate) type Staged<T> = (u64, Result<Vec<T>, String>);
+
+#[derive(Default)]
+pub(crate) struct DeciderReport {
+    pub(crate) removed: BTreeMap<String, u64>,
+    pub(crate) removed_bytes: BTreeMap<String, u64>,
+    pub(crate) splits: [SplitReport; 2],
+}
+
+#[derive(Default)]
+pub(crate) struct WriterReport {
+    pub(crate) redactions: Counts,
+    pub(crate) redacted_documents: u64,
+    pub(crate) shards: [Vec<ShardInfo>; 2],
+    pub(crate) tokens: [u64; 2],
+}
+
+pub(crate) struct Shared {
+    pub(crate) error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn fail(&self, msg: String) {
+        let mut e = self.error.lock().unwrap();
+        if e.is_none() {
+            *e = Some(msg);
+        }
+    }
+    pub(crate) fn error(&self) -> Option<String> {
+        self.error.lock().unwrap().clone()
+    }
+}
+
+/// Stage A: the per-document work that needs no global state.
+pub(crate) struct StageA {
+    pub(crate) cleaner: Cleaner,
+    pub(crate) hasher: Option<MinHasher>,
+    pub(crate) exact: bool,
+    pub(crate) valid_fraction: f64,
+}
+
+impl StageA {
+    pub(crate) fn run(&self, records: Vec<Record>) -> Vec<Prepared> {
+        let mut scratch = Vec::new();
+        records
+            .into_iter()
+            .map(|mut rec| {
+                let bytes = rec.text.len() as u64;
+                let reject = self.cleaner.check(&rec.text, rec.license.as_deref());
+                let (mut key, mut sig) = (0, Vec::new());
+                if reject.is_some() {
+                    rec.text = String::new();
+                } else {
+                    if self.exact {
+                        key = exact_key(&rec.text, &mut scratch);
+                    }
+                    if let Some(h) = &self.hasher {
+                        sig = h.signature(&rec.text);
+                    }
+                }
+                let split = split_of(&split_key(&rec), self.valid_fraction);
+                Prepared {
+                    rec,
+                    bytes,
+                    reject,
+                    key,
+                    sig,
+                    split,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The key a document is split by: its repository, else its path, else its content.
+pub fn split_key(rec: &Record) -> String {
+    if let Some(r) = rec.repo_name.as_deref().filter(|r| !r.is_empty()) {
+        return format!("repo:{r}");
+    }
+    if let Some(p) = rec.path.as_deref().filter(|p| !p.is_empty()) {
+        return format!("path:{p}");
+    }
+    let mut scratch = Vec::new();
+    format!("text:{:032x}", exact_key(&rec.text, &mut scratch))
+}
+
+/// Stage B: redact, tokenize and serialize the kept documents of a batch.
+pub(crate) struct StageB {
+    pub(crate) redactor: Option<Redactor>,
+    pub(crate) tokenize: Tokenize,
+    pub(crate) eot_id: u32,
+    pub(crate) token_bytes: u32,
+}
+
+impl StageB {
+    pub(crate) fn run(&self, docs: Vec<Kept>) -> Vec<Tokenized> {
+        let mut ids = Vec::new();
+        docs.into_iter()
+            .map(|mut d| {
+                let redactions = match &self.redactor {
+                    Some(r) => r.redact_in_place(&mut d.text),
+                    None => Counts::default(),
+                };
+                ids.clear();
+                (self.tokenize)(&d.text, &mut ids);
+                let mut bytes = Vec::new();
+                encode_doc(&ids, self.eot_id, self.token_bytes, &mut bytes);
+                Tokenized {
+                    split: d.split,
+                    bytes,
+                    tokens: ids.len() as u64 + 1,
+                    redactions,
+                }
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn run_caught<T>(f: impl FnOnce() -> Vec<T>) -> Result<Vec<T>, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        format!("internal error in a packing worker: {msg}")
+    })
+}
+
+/// Pops consecutive items from a reorder buffer.
+pub(crate) fn pop_ready<T>(pending: &mut BTreeMap<u64, T>, next: &mut u64) -> Option<T> {
+    let v = pending.remove(next)?;
+    *next += 1;
+    Some(v)
+}
+
+pub(crate) fn decide(
+    cfg: PackConfig,
+    rx: Receiver<Staged<Prepared>>,
+    tx: Sender<Staged<Tokenized>>,
+    pool: Arc<rayon::ThreadPool>,
+    stage_b: Arc<StageB>,
+    shared: Arc<Shared>,
+) -> DeciderReport {
+    let mut report = DeciderReport::default();
+    let mut exact = ExactDedup::new();
+    let mut near = cfg.near_dedup.as_ref().map(LshIndex::new);
+    let mut pending = BTreeMap::new();
+    let mut next = 0u64;
+    let mut seq = 0u64;
+    fn count(report: &mut DeciderReport, reason: &str, bytes: u64) {
+        *report.removed.entry(reason.to_string()).or_default() += 1;
+        *report.removed_bytes.entry(reason.to_string()).or_default() += bytes;
+    }
+    for (idx, result) in rx {
+        pending.insert(idx, result);
+        while let Some(result) = pop_ready(&mut pending, &mut next) {
+            let idx = next - 1;
+            let docs = match result {
+                Ok(docs) => docs,
+                Err(e) => {
+                    shared.fail(e.clone());
+                    let _ = tx.send((idx, Err(e)));
+                    continue;
+                }
+            };
+            let mut kept = Vec::new();
+            for p in docs {
+                let id = seq;
+                seq += 1;
+                if let Some(r) = p.reject {
+                    count(&mut report, r.name(), p.bytes);
+                    continue;
+                }
+                if cfg.exact_dedup && !exact.insert(p.key) {
+                    count(&mut report, "exact_duplicate", p.bytes);
+                    continue;
+                }
+                if let Some(index) = near.as_mut() {
+                    if index.check_insert(id, &p.sig).is_some() {
+                        count(&mut report, "near_duplicate", p.bytes);
+                        continue;
+                    }
+                }
+                let s = p.split as usize;
+                let split = &mut report.splits[s];
+                split.documents += 1;
+                split.bytes += p.bytes;
+                if split.documents <= cfg.resume[s].1 {
+                    split.resumed_documents += 1;
+                    continue;
+                }
+                kept.push(Kept {
+                    split: p.split,
+                    text: p.rec.text,
+                });
+            }
+            let (stage, tx) = (stage_b.clone(), tx.clone());
+            pool.spawn_fifo(move || {
+                let out = run_caught(|| stage.run(kept));
+                let _ = tx.send((idx, out));
+            });
+        }
+    }
+    report
+}
+
+pub(crate) struct OpenShards {
+    pub(crate) current: [Option<ShardWriter>; 2],
+    pub(crate) next_index: [usize; 2],
+}
+
+pub(crate) fn write(
+    cfg: PackConfig,
+    rx: Receiver<Staged<Tokenized>>,
+    tickets: SyncSender<()>,
+    mut on_shard: OnShard,
+    shared: Arc<Shared>,
+) -> WriterReport {
+    let mut report = WriterReport::default();
+    let mut open = OpenShards {
+        current: [None, None],
+        next_index: [cfg.resume[0].0, cfg.resume[1].0],
+    };
+    let mut pending = BTreeMap::new();
+    let mut next = 0u64;
+    let mut failed = false;
+    for (idx, result) in rx {
+        pending.insert(idx, result);
+        while let Some(result) = pop_ready(&mut pending, &mut next) {
+            if !failed {
+                let r = result.and_then(|docs| {
+                    write_docs(&cfg, &mut open, docs, &mut report, &mut on_shard)
+                        .map_err(|e| e.to_string())
+                });
+                if let Err(e) = r {
+                    shared.fail(e);
+                    failed = true;
+                }
+            }
+            // Return the ticket: the reader may start another batch.
+            let _ = tickets.try_send(());
+        }
+    }
+    if !failed && shared.error().is_none() {
+        for s in 0..2 {
+            if let Some(w) = open.current[s].take() {
+                match finish_shard(w, &mut report, &mut on_shard) {
+                    Ok(()) => {}
+                    Err(e) => shared.fail(e.to_string()),
+                }
+            }
+        }
+    }
+    // An incomplete shard (after an error) stays a `.tmp` file; a rerun overwrites it.
+    report
+}
+
+pub(crate) fn write_docs(
+    cfg: &PackConfig,
+    open: &mut OpenShards,
+    docs: Vec<Tokenized>,
+    report: &mut WriterReport,
+    on_shard: &mut OnShard,
+) -> io::Result<()> {
+    for d in docs {
+        let s = d.split as usize;
+        report.redactions.add(&d.redactions);
+        if d.redactions.total() > 0 {
+            report.redacted_documents += 1;
+        }
+        let need = d.tokens;
+        let full = open.current[s]
+            .as_ref()
+            .is_some_and(|w| w.doc_count() > 0 && w.token_count() + need > cfg.shard_tokens);
+        if full {
+            let w = open.current[s].take().expect("open shard");
+            finish_shard(w, report, on_shard)?;
+        }
+        if open.current[s].is_none() {
+            let split = if s == 0 { Split::Train } else { Split::Valid };
+            open.current[s] = Some(ShardWriter::create(
+                &cfg.out_dir,
+                split.name(),
+                open.next_index[s],
+                cfg.vocab_size,
+                cfg.eot_id,
+                cfg.fingerprint,
+            )?);
+            open.next_index[s] += 1;
+        }
+        let w = open.current[s].as_mut().expect("open shard");
+        w.push_encoded(&d.bytes, d.tokens)?;
+        report.tokens[s] += need;
+    }
+    Ok(())
+}
+
+pub(crate) fn finish_shard(
+    w: ShardWriter,
+    report: &mut WriterReport,
+    on_shard: &mut OnShard,
+) -> io::Result<()> {
+    let info = w.finish()?;
+    on_shard(&info);
+    let s = if info.split == "valid" { 1 } else { 0 };
+    report.shards[s].push(info);
+    Ok(())
+}
