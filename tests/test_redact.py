@@ -19,6 +19,11 @@ POSITIVES = [
     ("slack = 'xoxb-123456789012-abcdefghijkl'", "slack = '<KEY>'", "slack_token"),
     ("g = 'AIzaSyA1234567890abcdefghijklmnopqrstuv'", "g = '<KEY>'", "google_api_key"),
     ("API_TOKEN = 'f8Kq2mZp9vLw3nRt7yBc4dFg'", "API_TOKEN = '<KEY>'", "generic_secret"),
+    # camelCase / PascalCase / mixed spellings of compound names
+    ('apiKey: "f8Kq2mZp9vLw3nRt7yBc4dFg"', 'apiKey: "<KEY>"', "generic_secret"),
+    ("self.PrivateKey = 'f8Kq2mZp9vLw3nRt7yBc4dFg'", "self.PrivateKey = '<KEY>'", "generic_secret"),
+    ("AccessKey='f8Kq2mZp9vLw3nRt7yBc4dFg'", "AccessKey='<KEY>'", "generic_secret"),
+    ("stripeAPIKey = 'f8Kq2mZp9vLw3nRt7yBc4dFg'", "stripeAPIKey = '<KEY>'", "generic_secret"),
     ("password = 'hunter2'", "password = '<PASSWORD>'", "password"),
     ('login(user, passwd="Pa55w0rd")', 'login(user, passwd="<PASSWORD>")', "password"),
     (
@@ -46,6 +51,8 @@ NEGATIVES = [
     "@property",
     "y = x @ self.weight",
     "api_key = os.environ['API_KEY']",
+    "apiKey = os.environ.get('API_KEY')",
+    "accessKeyId = 'short'",
     "token_type = 'bearer_token_value_here'",
     "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
     "url = 'http://localhost:8080/path'",
