@@ -400,7 +400,22 @@ fn accept(kind: Kind, text: &str, s: usize, e: usize) -> bool {
         Kind::GenericSecret => {
             let has_alpha = value.bytes().any(|b| b.is_ascii_alphabetic());
             let has_digit = value.bytes().any(|b| b.is_ascii_digit());
-            has_alpha && has_digit && entropy(value) >= 3.0
+            // `text` starts at the assigned name (the detector is anchored there).
+            let name: String = text
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                .map(|b| b.to_ascii_lowercase() as char)
+                .collect();
+            // `tokenizer_name = "tekken_240911.json"`: a tokenizer is not a token.
+            let tokenizer_only = (name.contains("tokeniz") || name.contains("tokenis"))
+                && !name.contains("secret")
+                && !name.contains("key");
+            // A file name or a version suffix (`model_240323.json`, `x.model.v3`) ends in a
+            // short dotted part; dotted secrets (JWTs, OAuth tokens) end in a long one.
+            let file_like = value
+                .rsplit_once('.')
+                .is_some_and(|(_, last)| (1..=5).contains(&last.len()));
+            has_alpha && has_digit && !tokenizer_only && !file_like && entropy(value) >= 3.0
         }
         Kind::Password | Kind::UrlPassword => {
             let templated = value.contains(['{', '}', '%', '$', '<', '>', '*']);

@@ -24,6 +24,11 @@ POSITIVES = [
     ("self.PrivateKey = 'f8Kq2mZp9vLw3nRt7yBc4dFg'", "self.PrivateKey = '<KEY>'", "generic_secret"),
     ("AccessKey='f8Kq2mZp9vLw3nRt7yBc4dFg'", "AccessKey='<KEY>'", "generic_secret"),
     ("stripeAPIKey = 'f8Kq2mZp9vLw3nRt7yBc4dFg'", "stripeAPIKey = '<KEY>'", "generic_secret"),
+    (
+        "auth_token = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N'",
+        "auth_token = '<KEY>'",
+        "generic_secret",
+    ),
     ("password = 'hunter2'", "password = '<PASSWORD>'", "password"),
     ('login(user, passwd="Pa55w0rd")', 'login(user, passwd="<PASSWORD>")', "password"),
     (
@@ -53,6 +58,9 @@ NEGATIVES = [
     "api_key = os.environ['API_KEY']",
     "apiKey = os.environ.get('API_KEY')",
     "accessKeyId = 'short'",
+    'tokenizer_name = "tekken_240911.json"',
+    'api_key_file = "credentials_2024_v2.yaml"',
+    'secret_path = "models/tok_240323.model.v3"',
     "token_type = 'bearer_token_value_here'",
     "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
     "url = 'http://localhost:8080/path'",
