@@ -7,10 +7,13 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import sysconfig
 
 import pytest
 from codekiln import Tokenizer, __version__
 from codekiln.cli import main
+from codekiln.data import PackedDataset, redact, split_of
+from codekiln.quickstart import stdlib_files
 
 CODE = "def add(a, b):\n    return a + b\n\n\nclass Point:\n    x: int = 0\n    y: int = 0\n"
 
@@ -204,6 +207,22 @@ def test_quickstart(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) 
     assert tok.vocab_size == 1024
     stats = json.loads((out / "tokenizer_stats.json").read_text())
     assert stats["bytes_per_token"] > 2.0
+    # The stdlib is packed (and redacted: smtplib has e-mail addresses); the validation split
+    # is exactly the held-out files (those the statistics used), none of them is in training.
+    assert "shards: train" in text
+    manifest = json.loads((out / "data" / "MANIFEST.json").read_text())
+    assert manifest["status"] == "complete"
+    root = pathlib.Path(sysconfig.get_paths()["stdlib"])
+    holdout = set()
+    for f in stdlib_files(root):
+        if split_of(0.1, path=f.relative_to(root).as_posix()) == "valid":
+            holdout.add(redact(f.read_text(encoding="utf-8", errors="replace"))[0])
+    for split, n_min in (("train", 1), ("valid", 1)):
+        ds = PackedDataset(out / "data", split, block_size=16, as_numpy=True)
+        assert ds.num_documents == manifest["splits"][split]["documents"] >= n_min
+        for i in range(ds.num_documents):
+            doc = tok.decode(ds.document_tokens(i).tolist())
+            assert (doc in holdout) == (split == "valid")
     assert main([*args, "--max-mb", "0"]) == 1
     assert "--max-mb must be positive" in error_line(capsys)
 

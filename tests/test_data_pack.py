@@ -414,3 +414,21 @@ def test_directory_without_matching_files_is_a_clear_error(tmp_path) -> None:
         resolve_inputs([str(tmp_path)], include=("*.py",), exclude=(), text_field="content")
     found = resolve_inputs([str(tmp_path)], include=("*.jsonl",), exclude=(), text_field="content")
     assert len(found) == 1
+
+
+def test_records_given_directly_as_inputs(tmp_path, tok, docs) -> None:
+    # A generator of dicts is one source of records (not a list of items whose keys would be
+    # read as documents); runs of dicts in a list are records too; a lone dict is an error.
+    want = [d["content"] for d in docs[:6]]
+    gen = ({"content": t, "path": f"f{i}.py"} for i, t in enumerate(want))
+    pack(gen, tok, tmp_path / "gen", raw_config(), progress=False)
+    assert decode_all(tmp_path / "gen", "train", tok) == want
+    mixed = [{"content": want[0]}, {"content": want[1]}, [want[2]], {"content": want[3]}]
+    pack(mixed, tok, tmp_path / "mixed", raw_config(), progress=False)
+    assert decode_all(tmp_path / "mixed", "train", tok) == want[:4]
+    (tmp_path / "a.py").write_text(want[4])
+    paths = (str(p) for p in [tmp_path / "a.py"])  # a generator of paths stays paths
+    pack(paths, tok, tmp_path / "paths", raw_config(), progress=False)
+    assert decode_all(tmp_path / "paths", "train", tok) == [want[4]]
+    with pytest.raises(TypeError, match="one record"):
+        pack({"content": want[0]}, tok, tmp_path / "one", raw_config(), progress=False)

@@ -249,7 +249,8 @@ def _add_quickstart_command(sub: argparse._SubParsersAction) -> None:  # type: i
     d = QuickstartConfig()
     p = sub.add_parser(
         "quickstart",
-        help="train a tokenizer on this Python's standard library and show its statistics",
+        help="train a tokenizer on this Python's standard library, show its statistics and "
+        "pack the library into token shards",
     )
     p.add_argument("--out-dir", default=d.out_dir, metavar="DIR")
     p.add_argument("--vocab-size", type=int, default=d.vocab_size, metavar="N")

@@ -1,13 +1,14 @@
 """``codekiln quickstart``: a first end-to-end run on data every Python install has.
 
-Today it trains a tokenizer on the running interpreter's own standard library and reports its
-statistics on held-out standard-library files; later steps (packing shards, training a small
-model, sampling from it) are added to :func:`run_quickstart` as further ``_step_*`` functions
-that read and extend the same :class:`QuickstartResult`.
+Today it trains a tokenizer on the running interpreter's own standard library, reports its
+statistics on held-out standard-library files, and packs the library into train/validation
+token shards with the data pipeline (the held-out files are exactly the validation split);
+later steps (training a small model, sampling from it) are added to :func:`run_quickstart` as
+further ``_step_*`` functions that read and extend the same :class:`QuickstartResult`.
 
 Default size: the whole standard library without its tests is ~12 MB of Python (CPython
 3.11), capped at ``max_bytes``; training a vocabulary of 8192 on it takes well under a minute
-on 2 cores.
+on 2 cores, packing it about a second.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported lazily: the CLI imports this module to build its parser
+    from collections.abc import Iterator
+
     from codekiln.stats import TokenizerStats
     from codekiln.tokenizer import Tokenizer
 
@@ -42,7 +45,9 @@ class QuickstartConfig:
     out_dir: str = "codekiln-quickstart"
     vocab_size: int = 8192
     max_bytes: int = 16 * 1024 * 1024  # cap on the training text (the stdlib is ~12 MB)
-    holdout_every: int = 10  # every 10th file is kept out of training, for the statistics
+    # Files the packer's split puts in "valid" (by a stable hash of their path) are kept out of
+    # tokenizer training: the statistics and the model's validation loss use them.
+    valid_fraction: float = 0.1
     num_threads: int | None = None  # None: all CPUs
     progress: bool = True
 
@@ -52,11 +57,14 @@ class QuickstartResult:
     """What the run produced; later steps add their outputs here."""
 
     out_dir: str
+    stdlib_root: pathlib.Path = field(default_factory=pathlib.Path)
     train_files: list[pathlib.Path] = field(default_factory=list)
     holdout_files: list[pathlib.Path] = field(default_factory=list)
     tokenizer_path: str = ""
     tokenizer: Tokenizer | None = None
     stats: TokenizerStats | None = None
+    data_dir: str = ""
+    manifest: dict[str, object] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -77,15 +85,18 @@ def stdlib_files(root: str | os.PathLike[str] | None = None) -> list[pathlib.Pat
 
 
 def _step_corpus(cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str], None]) -> None:
-    files = stdlib_files()
+    from codekiln.data import split_of
+
+    res.stdlib_root = pathlib.Path(sysconfig.get_paths()["stdlib"])
+    files = stdlib_files(res.stdlib_root)
     if not files:
         raise ValueError(
             f"no .py files found in the standard library at {sysconfig.get_paths()['stdlib']}; "
             "train on your own code with: codekiln tokenizer train --input DIR ..."
         )
     size = 0
-    for i, path in enumerate(files):
-        if cfg.holdout_every and i % cfg.holdout_every == cfg.holdout_every - 1:
+    for path in files:
+        if split_of(cfg.valid_fraction, path=_rel(res, path)) == "valid":
             res.holdout_files.append(path)
         elif size < cfg.max_bytes:
             res.train_files.append(path)
@@ -131,7 +142,49 @@ def _step_stats(cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str
     log(stats.format())
 
 
-_STEPS = (("corpus", _step_corpus), ("tokenizer", _step_tokenizer), ("stats", _step_stats))
+def _rel(res: QuickstartResult, path: pathlib.Path) -> str:
+    return path.relative_to(res.stdlib_root).as_posix()
+
+
+def _step_pack(cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str], None]) -> None:
+    from codekiln.data import PackConfig, pack
+
+    def records() -> Iterator[dict[str, str]]:
+        for path in [*res.train_files, *res.holdout_files]:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue  # unreadable or not UTF-8: the tokenizer step skipped it too
+            yield {"content": text, "path": _rel(res, path)}
+
+    assert res.tokenizer is not None
+    res.data_dir = os.path.join(cfg.out_dir, "data")
+    manifest = pack(
+        records(),
+        res.tokenizer,
+        res.data_dir,
+        PackConfig(valid_fraction=cfg.valid_fraction, num_threads=cfg.num_threads),
+        overwrite=True,  # records from an iterable are never resumed: start over
+        progress=cfg.progress,
+    )
+    res.manifest = manifest
+    splits = manifest["splits"]
+    report = manifest["report"]
+    removed = sum(report["removed"].values())
+    log(
+        f"shards: train {splits['train']['documents']:,} documents / "
+        f"{splits['train']['tokens']:,} tokens, valid {splits['valid']['documents']:,} / "
+        f"{splits['valid']['tokens']:,} ({removed} files filtered or deduplicated) -> "
+        f"{res.data_dir}"
+    )
+
+
+_STEPS = (
+    ("corpus", _step_corpus),
+    ("tokenizer", _step_tokenizer),
+    ("stats", _step_stats),
+    ("pack", _step_pack),
+)
 
 
 def run_quickstart(

@@ -12,9 +12,10 @@ import fnmatch
 import glob
 import gzip
 import io
+import itertools
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -113,11 +114,29 @@ def resolve_inputs(
     a Hugging Face ``Dataset`` / ``IterableDataset``; or any other iterable of records (dicts
     with ``text_field`` and optional ``repo_name``, ``path``, ``license``, or plain strings).
 
+    ``inputs`` itself may also be the records: a generator or iterator whose first element is
+    a dict is one source of records (whose first element is a path or string: a sequence of
+    items), and consecutive dicts in a list are one source of records.
+
     >>> [s.name for s in resolve_inputs([])]
     []
+    >>> [s.kind for s in resolve_inputs(iter([{"content": "x = 1"}]))]
+    ['iterable']
     """
-    items = [inputs] if isinstance(inputs, (str, os.PathLike)) or _is_dataset(inputs) else inputs
-    if not isinstance(items, Iterable):
+    if isinstance(inputs, (str, os.PathLike)) or _is_dataset(inputs):
+        items: Iterable[Any] = [inputs]
+    elif isinstance(inputs, Mapping):
+        raise TypeError("inputs is one record (a dict): pass a list or iterable of records")
+    elif isinstance(inputs, Iterator):
+        # A generator: peek at its first element to tell records from items.
+        first = next(inputs, None)
+        if first is None:
+            return []
+        rest = itertools.chain([first], inputs)
+        items = [rest] if isinstance(first, Mapping) else rest
+    elif isinstance(inputs, Iterable):
+        items = _group_records(inputs)
+    else:
         raise TypeError(f"inputs must be paths, datasets or iterables, not {type(inputs).__name__}")
     out: list[FileInput | RecordInput] = []
     for item in items:
@@ -129,11 +148,31 @@ def resolve_inputs(
             out.append(RecordInput("dataset", item, text_field, ident))
         elif isinstance(item, (bytes, bytearray)):
             raise TypeError("inputs must be paths or records, not bytes")
+        elif isinstance(item, Mapping):  # _group_records wraps runs of dicts; never reached
+            raise TypeError("a record (dict) must be inside a list or iterable of records")
         elif isinstance(item, Iterable):
             out.append(RecordInput("iterable", item, text_field, None))
         else:
             raise TypeError(f"cannot read documents from {type(item).__name__}: {item!r}")
     return out
+
+
+def _group_records(items: Iterable[Any]) -> list[Any]:
+    """``items`` with every run of consecutive dicts (records) replaced by one list of them."""
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, Mapping):
+            if out and isinstance(out[-1], _RecordRun):
+                out[-1].append(item)
+            else:
+                out.append(_RecordRun([item]))
+        else:
+            out.append(item)
+    return out
+
+
+class _RecordRun(list):  # type: ignore[type-arg]
+    """Consecutive records given directly in the ``inputs`` list."""
 
 
 def _resolve_path(
