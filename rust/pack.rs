@@ -48,6 +48,7 @@ use crate::shard::{token_bytes_for, ShardInfo};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -59,8 +60,36 @@ pub use crate::pack_stages::split_key;
 pub type Tokenize = Arc<dyn Fn(&str, &mut Vec<u32>) + Send + Sync>;
 /// Called by the writer thread after each shard is durably in place.
 pub type OnShard = Box<dyn FnMut(&ShardInfo) + Send>;
-/// Called by the reading thread after each batch: (documents read, bytes read) so far.
-pub type OnProgress = Box<dyn FnMut(u64, u64) + Send>;
+/// Reading progress that another thread can poll (for a progress bar), and a flag that stops
+/// the reading early (Ctrl-C). The packer updates it after every batch.
+#[derive(Debug, Default)]
+pub struct Progress {
+    documents: AtomicU64,
+    bytes: AtomicU64,
+    cancelled: AtomicBool,
+}
+
+impl Progress {
+    /// Documents read so far (offered to the filters).
+    pub fn documents(&self) -> u64 {
+        self.documents.load(Ordering::Relaxed)
+    }
+
+    /// Source bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Ask the packer to stop reading: the file being read ends early and `add_file` returns
+    /// an `Interrupted` error. Batches already in the pipeline are still processed.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
 
 /// Everything the packer needs besides the tokenizer.
 #[derive(Debug, Clone)]
@@ -164,7 +193,7 @@ pub struct Packer {
     batch_bytes: usize,
     next_idx: u64,
     report: PackReport,
-    progress: Option<OnProgress>,
+    progress: Arc<Progress>,
 }
 
 impl Packer {
@@ -230,13 +259,13 @@ impl Packer {
             batch_bytes: 0,
             next_idx: 0,
             report: PackReport::default(),
-            progress: None,
+            progress: Arc::new(Progress::default()),
         })
     }
 
-    /// Report reading progress (called after every batch) until replaced.
-    pub fn set_progress(&mut self, progress: Option<OnProgress>) {
-        self.progress = progress;
+    /// The reading progress, to poll or cancel from another thread.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
     }
 
     fn check(&self) -> io::Result<()> {
@@ -279,9 +308,10 @@ impl Packer {
             let out = run_caught(|| stage.run(batch.records));
             let _ = tx.send((batch.idx, out));
         });
-        if let Some(p) = self.progress.as_mut() {
-            p(self.report.documents_in, self.report.bytes_in);
-        }
+        let p = &self.progress;
+        p.documents
+            .store(self.report.documents_in, Ordering::Relaxed);
+        p.bytes.store(self.report.bytes_in, Ordering::Relaxed);
     }
 
     /// Take a ticket for one more batch in flight. On a pool thread (the file reader runs on
@@ -324,8 +354,15 @@ impl Packer {
                     rec.path = name.clone().or_else(|| Some(path.display().to_string()));
                 }
                 self.push(rec);
+                !self.progress.is_cancelled()
             })
         })?;
+        if self.progress.is_cancelled() {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                format!("{}: reading interrupted", path.display()),
+            ));
+        }
         self.report.files += 1;
         self.report.invalid_records += stats.skipped_documents;
         if let Some(why) = stats.skipped_file {
@@ -405,7 +442,13 @@ impl Packer {
 
 impl Drop for Packer {
     fn drop(&mut self) {
-        // Dropped without finish (an error in the caller): stop feeding, let the stages drain.
+        // Dropped without finish (an error in the caller, Ctrl-C): stop feeding and let the
+        // stages drain. Shards that fill up meanwhile are complete and kept, but the open ones
+        // stay `.tmp` files: closing them early would make shard boundaries that an
+        // uninterrupted run does not have, and a resumed run must match one byte for byte.
+        if self.decider.is_some() {
+            self.shared.fail("packing was aborted".into());
+        }
         self.shutdown();
         if let Some(h) = self.decider.take() {
             let _ = h.join();
@@ -665,6 +708,69 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn cancel_stops_reading_a_file() {
+        let records = corpus(3000);
+        let inputs = tmpdir("cancel-in");
+        let jsonl: String = records
+            .iter()
+            .map(|r| format!("{}\n", serde_json::json!({ "content": r.text })))
+            .collect();
+        let file = inputs.join("corpus.jsonl");
+        fs::write(&file, jsonl).unwrap();
+        let d = tmpdir("cancel");
+        let mut cfg = config(&d, 2);
+        cfg.max_in_flight = 2;
+        let mut p = Packer::new(cfg, bytes_tokenizer(), Box::new(|_| {})).unwrap();
+        let progress = p.progress();
+        let canceller = std::thread::spawn(move || {
+            while progress.documents() == 0 {
+                std::thread::yield_now();
+            }
+            progress.cancel();
+        });
+        let err = p.add_file(&file, None).unwrap_err();
+        canceller.join().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+        assert!(err.to_string().contains("corpus.jsonl"), "{err}");
+        // What was read before the cancel still flows through; the rest was never read.
+        let r = p.finish().unwrap();
+        assert!(
+            r.documents_in > 0 && r.documents_in < 3000,
+            "{}",
+            r.documents_in
+        );
+    }
+
+    #[test]
+    fn abort_keeps_full_shards_and_never_closes_open_ones_early() {
+        let records = corpus(3000);
+        let want_dir = tmpdir("abort-ref");
+        pack(config(&want_dir, 2), records.clone());
+        let want = dir_bytes(&want_dir);
+        let d = tmpdir("abort");
+        let mut cfg = config(&d, 2);
+        cfg.max_in_flight = 2;
+        let mut p = Packer::new(cfg, bytes_tokenizer(), Box::new(|_| {})).unwrap();
+        for chunk in records[..1500].chunks(17) {
+            p.add_records(chunk.to_vec()).unwrap();
+        }
+        drop(p); // aborted mid-stream, without finish
+        let got = dir_bytes(&d);
+        let bins: Vec<_> = got.keys().filter(|n| n.ends_with(".bin")).collect();
+        assert!(!bins.is_empty(), "the shards that filled up are kept");
+        for name in bins {
+            assert_eq!(
+                got[name], want[name],
+                "{name} differs from the uninterrupted run"
+            );
+        }
+        assert!(
+            got.keys().any(|n| n.ends_with(".tmp")),
+            "the open shards stay .tmp"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
@@ -547,24 +548,46 @@ impl Packer {
         paths: Vec<(PathBuf, Option<String>)>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<()> {
-        self.with(py, move |p| {
-            if let Some(f) = progress {
-                p.set_progress(Some(Box::new(move |docs, bytes| {
-                    Python::attach(|py| {
-                        let _ = f.call1(py, (docs, bytes));
-                    })
-                })));
-            }
-            let mut result = Ok(());
-            for (path, name) in &paths {
-                result = p.add_file(path, name.as_deref());
-                if result.is_err() {
-                    break;
+        let mut failure: Option<PyErr> = None;
+        let result = self.with(py, |p| {
+            let state = p.progress();
+            // The files are read on a pool thread; this (the calling, usually the main)
+            // thread meanwhile reports progress and checks for Ctrl-C, which Python only
+            // delivers to the main thread, and cancels the reading on an exception.
+            std::thread::scope(|s| {
+                let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+                let reader = s.spawn(move || {
+                    let mut result = Ok(());
+                    for (path, name) in &paths {
+                        result = p.add_file(path, name.as_deref());
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = done_tx.send(());
+                    result
+                });
+                loop {
+                    let waited = done_rx.recv_timeout(std::time::Duration::from_millis(100));
+                    let finished = !matches!(waited, Err(RecvTimeoutError::Timeout));
+                    let go_on = callback(&mut failure, |py| match &progress {
+                        Some(f) => f.call1(py, (state.documents(), state.bytes())).map(drop),
+                        None => Ok(()),
+                    });
+                    if !go_on {
+                        state.cancel();
+                    }
+                    if finished {
+                        break;
+                    }
                 }
-            }
-            p.set_progress(None);
-            result
-        })
+                reader.join().expect("packer reading thread")
+            })
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => result,
+        }
     }
 
     /// Feed `(text, repo_name, path, license)` records.

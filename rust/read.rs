@@ -70,13 +70,14 @@ fn annotate(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {}", path.display(), e))
 }
 
-/// Read `path`, calling `sink` for every document. `text_field` names the JSON field holding
-/// the text; `with_meta` also extracts `repo_name`, `path` and `license` when present.
+/// Read `path`, calling `sink` for every document; reading stops early when `sink` returns
+/// `false` (an interrupted run). `text_field` names the JSON field holding the text;
+/// `with_meta` also extracts `repo_name`, `path` and `license` when present.
 pub fn read_file(
     path: &Path,
     text_field: &str,
     with_meta: bool,
-    sink: impl FnMut(Record),
+    sink: impl FnMut(Record) -> bool,
 ) -> io::Result<ReadStats> {
     let done = AtomicU64::new(0);
     read_file_counted(path, text_field, with_meta, &done, sink)
@@ -102,7 +103,7 @@ pub fn read_file_counted(
     text_field: &str,
     with_meta: bool,
     done: &AtomicU64,
-    mut sink: impl FnMut(Record),
+    mut sink: impl FnMut(Record) -> bool,
 ) -> io::Result<ReadStats> {
     let file = Counted {
         inner: File::open(path).map_err(|e| annotate(path, e))?,
@@ -157,7 +158,9 @@ pub fn read_file_counted(
                     Some(rec) => {
                         stats.documents += 1;
                         stats.bytes += rec.text.len() as u64;
-                        sink(rec);
+                        if !sink(rec) {
+                            break;
+                        }
                     }
                     None => stats.skipped_documents += 1,
                 }
@@ -231,7 +234,11 @@ mod tests {
         std::fs::write(&zst, zstd::encode_all(body.as_bytes(), 3).unwrap()).unwrap();
         for p in [&plain, &gz, &zst] {
             let mut docs = Vec::new();
-            let st = read_file(p, "content", true, |r| docs.push(r)).unwrap();
+            let st = read_file(p, "content", true, |r| {
+                docs.push(r);
+                true
+            })
+            .unwrap();
             assert_eq!(st.documents, 2, "{}", p.display());
             assert_eq!(st.skipped_documents, 2);
             assert_eq!(docs[0].text, "print(1)\n");
@@ -249,11 +256,15 @@ mod tests {
         let bad = d.join("bad.py");
         std::fs::write(&bad, b"x = '\xff'\n").unwrap();
         let mut n = 0;
-        let st = read_file(&good, "content", false, |_| n += 1).unwrap();
+        let st = read_file(&good, "content", false, |_| {
+            n += 1;
+            true
+        })
+        .unwrap();
         assert_eq!((n, st.documents), (1, 1));
         let st = read_file(&bad, "content", false, |_| panic!("no doc")).unwrap();
         assert!(st.skipped_file.unwrap().contains("UTF-8"));
-        let err = read_file(&d.join("missing.py"), "content", false, |_| {}).unwrap_err();
+        let err = read_file(&d.join("missing.py"), "content", false, |_| true).unwrap_err();
         assert!(err.to_string().contains("missing.py"));
     }
 }

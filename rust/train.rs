@@ -202,7 +202,7 @@ impl Trainer {
                     let mut batch_bytes = 0usize;
                     let res = read_file_counted(path, text_field, false, done, |rec| {
                         if batch_bytes == 0 && error.lock().unwrap().is_some() {
-                            return; // stopping
+                            return false; // stopping: leave the rest of the file unread
                         }
                         batch_bytes += rec.text.len();
                         batch.push(rec.text);
@@ -210,6 +210,7 @@ impl Trainer {
                             let _ = tx.send(std::mem::take(&mut batch));
                             batch_bytes = 0;
                         }
+                        true
                     });
                     if !batch.is_empty() {
                         let _ = tx.send(batch);

@@ -225,6 +225,35 @@ def test_resume_after_kill_9(tmp_path, tok, corpus):
         assert got == ref_splits[split]
 
 
+def test_interrupted_pack_leaves_resumable_output(tmp_path, tok, corpus):
+    # An exception in the caller (Ctrl-C, a failing progress callback) aborts the packer: the
+    # manifest lists only complete shards and a rerun resumes to identical bytes. (That open
+    # shards are not closed early when the abort comes mid-stream is checked in Rust:
+    # `abort_keeps_full_shards_and_never_closes_open_ones_early`.)
+    cfg = PackConfig(filters=FilterConfig.none(), valid_fraction=0.25, shard_tokens=3000)
+    pack(corpus, tok, tmp_path / "ref", cfg, progress=False)
+    ref = shard_bytes(tmp_path / "ref")
+
+    class Stop(Exception):
+        pass
+
+    def stop(_docs: int, _bytes: int) -> None:
+        raise Stop
+
+    out = tmp_path / "out"
+    with pytest.raises(Stop):
+        pack(corpus, tok, out, cfg, progress=stop)
+    m = manifest(out)
+    assert m["status"] == "running"
+    for split in ("train", "valid"):
+        for sh in m["splits"][split]["shards"]:  # every listed shard is a complete one
+            assert (out / sh["file"]).read_bytes() == ref[sh["file"]]
+    m2 = pack(corpus, tok, out, cfg, progress=False)
+    assert m2["status"] == "complete"
+    assert shard_bytes(out) == ref
+    assert not list(out.glob("*.tmp"))
+
+
 def test_corrupt_and_foreign_shards_are_named(tmp_path, tok, corpus):
     out = tmp_path / "out"
     pack(corpus, tok, out, raw_config(shard_tokens=5_000), progress=False)
