@@ -143,6 +143,7 @@ pub fn read_file_counted(
             };
             let mut reader = BufReader::with_capacity(1 << 20, reader);
             let mut line = Vec::new();
+            let mut first = true;
             loop {
                 line.clear();
                 let n = reader
@@ -150,6 +151,17 @@ pub fn read_file_counted(
                     .map_err(|e| annotate(path, e))?;
                 if n == 0 {
                     break;
+                }
+                if first {
+                    // A UTF-8 byte order mark (files written on Windows) is not JSON.
+                    if line.starts_with(UTF8_BOM) {
+                        line.drain(..UTF8_BOM.len());
+                    }
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    first = false;
+                    check_not_json_array(path, &line)?;
                 }
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
@@ -168,6 +180,25 @@ pub fn read_file_counted(
         }
     }
     Ok(stats)
+}
+
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// A `.json` file holding one JSON array (not JSON lines) would otherwise be read as one
+/// invalid record per line: say what it is instead.
+fn check_not_json_array(path: &Path, first_line: &[u8]) -> io::Result<()> {
+    let start = first_line.iter().find(|b| !b.is_ascii_whitespace());
+    if start == Some(&b'[') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: a JSON array, not JSON lines (one object per line); convert it with \
+                 `jq -c '.[]' FILE > FILE.jsonl`",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Parse one JSON line; `None` when it is not an object with a string `text_field`.
@@ -199,6 +230,37 @@ pub fn parse_record(line: &[u8], text_field: &str, with_meta: bool) -> Option<Re
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn bom_is_skipped_and_json_arrays_are_named() {
+        let d = tmpdir("bom");
+        let p = d.join("bom.jsonl");
+        std::fs::write(
+            &p,
+            b"\xef\xbb\xbf{\"content\": \"a = 1\"}\n{\"content\": \"b\"}\n",
+        )
+        .unwrap();
+        let mut docs = Vec::new();
+        let st = read_file(&p, "content", false, |r| {
+            docs.push(r.text);
+            true
+        })
+        .unwrap();
+        assert_eq!((st.documents, st.skipped_documents), (2, 0));
+        assert_eq!(docs, ["a = 1", "b"]);
+        let a = d.join("array.json");
+        std::fs::write(
+            &a,
+            b"\n[\n  {\"content\": \"a\"},\n  {\"content\": \"b\"}\n]\n",
+        )
+        .unwrap();
+        let err = read_file(&a, "content", false, |_| true).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            err.to_string().contains("array.json: a JSON array"),
+            "{err}"
+        );
+    }
 
     fn tmpdir(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("codekiln-read-{}-{}", name, std::process::id()));

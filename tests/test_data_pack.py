@@ -461,3 +461,21 @@ def test_records_given_directly_as_inputs(tmp_path, tok, docs) -> None:
     assert decode_all(tmp_path / "paths", "train", tok) == [want[4]]
     with pytest.raises(TypeError, match="one record"):
         pack({"content": want[0]}, tok, tmp_path / "one", raw_config(), progress=False)
+
+
+@pytest.mark.parametrize("syntax", ["off", "py2-or-py3"])  # the Rust and the Python reader
+def test_bom_and_json_array_files(tmp_path, tok, docs, syntax) -> None:
+    filters = FilterConfig.none()
+    filters.python_syntax = syntax
+    cfg = raw_config(filters=filters)
+    texts = [d["content"] for d in docs[:3]]
+    bom = tmp_path / "bom.jsonl"
+    lines = "".join(json.dumps({"content": t}) + "\n" for t in texts)
+    bom.write_bytes(b"\xef\xbb\xbf" + lines.encode())
+    m = pack([bom], tok, tmp_path / "bom-out", cfg, progress=False)
+    assert m["report"]["invalid_records"] == 0
+    assert decode_all(tmp_path / "bom-out", "train", tok) == texts
+    array = tmp_path / "rows.json"
+    array.write_text(json.dumps([{"content": t} for t in texts], indent=2))
+    with pytest.raises((OSError, ValueError), match=r"rows\.json: a JSON array, not JSON lines"):
+        pack([array], tok, tmp_path / "array-out", cfg, progress=False)

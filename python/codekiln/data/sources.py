@@ -260,9 +260,18 @@ def iter_file_records(path: str, name: str, text_field: str = "content") -> Iter
     through Python (the ``ast.parse`` filter). ``None`` marks an undecodable line or file."""
     if path.lower().endswith(JSONL_SUFFIXES):
         with _open_binary(path) as f:
+            first = True
             for raw in f:
+                if first:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
                 if not raw.strip():
                     continue
+                if first and raw.lstrip().startswith(b"["):
+                    raise ValueError(
+                        f"{path}: a JSON array, not JSON lines (one object per line); "
+                        "convert it with `jq -c '.[]' FILE > FILE.jsonl`"
+                    )
+                first = False
                 try:
                     row = json.loads(raw.decode("utf-8"))
                 except ValueError:  # UnicodeDecodeError is a ValueError
