@@ -114,6 +114,20 @@ def test_text_field(tmp_path: pathlib.Path) -> None:
         train(path)  # no "content" field: nothing to train on
 
 
+def test_bom_and_json_array_like_the_rust_reader(tmp_path: pathlib.Path) -> None:
+    from codekiln._sources import iter_documents
+
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + (json.dumps({"content": "abcabc abcabc"}) + "\n").encode())
+    assert train(bom, vocab_size=260).train_report["documents"] == 1  # the Rust reader
+    assert list(iter_documents([str(bom)])) == ["abcabc abcabc"]  # the Python one
+    array = tmp_path / "rows.json"
+    array.write_text(json.dumps([{"content": "abcabc abcabc"}], indent=1))
+    for read in (lambda: train(array), lambda: list(iter_documents([str(array)]))):
+        with pytest.raises(OSError, match=r"rows\.json: a JSON array, not JSON lines"):
+            read()
+
+
 def test_missing_path_names_it(tmp_path: pathlib.Path) -> None:
     missing = tmp_path / "nope.py"
     with pytest.raises(FileNotFoundError, match=r"nope\.py"):

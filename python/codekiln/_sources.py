@@ -257,9 +257,18 @@ def _json_lines_documents(path: str, text_field: str, report: ReadReport) -> Ite
     skipped = 0
     try:
         with _open_binary(path) as f:
+            first = True
             for line in f:
+                if first:
+                    line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
                 if _ASCII_WHITESPACE.issuperset(line):
                     continue
+                if first and line.lstrip().startswith(b"["):
+                    raise OSError(
+                        f"{path}: a JSON array, not JSON lines (one object per line); "
+                        "convert it with `jq -c '.[]' FILE > FILE.jsonl`"
+                    )
+                first = False
                 text = _parse_record(line, text_field)
                 if text is None:
                     skipped += 1
