@@ -12,9 +12,7 @@
 //!   path can never disagree with the slow one;
 //! - short pieces use an O(n^2) scan over a small array (cache friendly, like tiktoken);
 //!   pieces longer than `LONG_PIECE` bytes merge rank by rank over a linked list, so a 1 MB
-//!   run of one character encodes in linear-ish time;
-//! - short pieces that are not one token are cached per thread (code repeats its
-//!   identifiers; see `PieceCache`): about a quarter fewer instructions per byte.
+//!   run of one character encodes in linear-ish time.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -44,48 +42,7 @@ pub struct Encoder {
     /// Special tokens (name, id), including `<N>` (id 10) in `<N>` mode.
     specials: Vec<(String, u32)>,
     vocab_size: usize,
-    /// Identifies this encoder's merges in the per-thread piece cache (clones share it).
-    cache_id: u64,
 }
-
-/// Results of the BPE slow path for short pieces, per thread: code repeats its identifiers,
-/// so most pieces that are not a single token have been merged before. Transparent (the
-/// output never depends on it), bounded, and tagged with the encoder it belongs to.
-///
-/// Two generations approximate LRU: new pieces go to `young`; when it is full it becomes
-/// `old` (the previous `old` is dropped), and a hit in `old` moves the piece back to `young`,
-/// so pieces in steady use survive. Measured (callgrind, 5 MB of Python encoded twice, 32k
-/// vocabulary), instructions per byte, first / second pass: 104 / 104 without a cache; with
-/// 32k entries, clearing when full 78 / 77 (it thrashes once there are more distinct pieces
-/// than entries), keeping the first pieces 87 / 66, two generations of 32k 79 / 70. (One
-/// generation of 64k that this sample fits in: 77 / 41, but it thrashes on larger corpora.)
-struct PieceCache {
-    encoder: u64,
-    young: FxMap<Box<[u8]>, Box<[u32]>>,
-    old: FxMap<Box<[u8]>, Box<[u32]>>,
-}
-
-impl PieceCache {
-    fn insert(&mut self, piece: Box<[u8]>, ids: Box<[u32]>) {
-        if self.young.len() >= PIECE_CACHE_ENTRIES {
-            self.old = std::mem::take(&mut self.young);
-        }
-        self.young.insert(piece, ids);
-    }
-}
-
-/// Entries per generation (about 100 bytes each).
-const PIECE_CACHE_ENTRIES: usize = 1 << 15;
-
-thread_local! {
-    static PIECE_CACHE: std::cell::RefCell<PieceCache> = std::cell::RefCell::new(PieceCache {
-        encoder: 0,
-        young: FxMap::default(),
-        old: FxMap::default(),
-    });
-}
-
-static NEXT_CACHE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Encoder {
     /// Build an encoder. Special tokens other than `<N>` must take the ids right after the
@@ -136,7 +93,6 @@ impl Encoder {
             whole: FxMap::default(),
             specials: specials.to_vec(),
             vocab_size: (base as usize) + extra.len(),
-            cache_id: NEXT_CACHE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         let mut whole = FxMap::with_capacity_and_hasher(merges.len(), FxBuildHasher);
         let mut buf = Vec::new();
@@ -203,28 +159,7 @@ impl Encoder {
             out.push(id);
             return;
         }
-        if piece.len() > LONG_PIECE {
-            return self.bpe_long(piece, out);
-        }
-        PIECE_CACHE.with_borrow_mut(|cache| {
-            if cache.encoder != self.cache_id {
-                cache.encoder = self.cache_id;
-                cache.young.clear();
-                cache.old.clear();
-            }
-            if let Some(ids) = cache.young.get(piece) {
-                out.extend_from_slice(ids);
-                return;
-            }
-            if let Some((key, ids)) = cache.old.remove_entry(piece) {
-                out.extend_from_slice(&ids);
-                cache.insert(key, ids);
-                return;
-            }
-            let start = out.len();
-            self.bpe_short(piece, out);
-            cache.insert(piece.into(), out[start..].into());
-        });
+        self.bpe_slow(piece, out);
     }
 
     fn bpe_slow(&self, piece: &[u8], out: &mut Vec<u32>) {
@@ -517,39 +452,6 @@ mod tests {
                 _ => return ids,
             }
         }
-    }
-
-    #[test]
-    fn piece_cache_is_per_encoder_and_bounded() {
-        // Two encoders alternate on one thread (each use must not see the other's cached
-        // pieces), and more distinct pieces than the cache holds (it is cleared, not wrong).
-        let a = enc(&[(98, 99), (97, 98), (257, 99)], true);
-        let b = enc(&[(97, 98), (256, 99)], true);
-        for _ in 0..3 {
-            assert_eq!(a.encode_ordinary("abc"), naive(&a, b"abc"));
-            assert_eq!(b.encode_ordinary("abc"), naive(&b, b"abc"));
-            assert_ne!(a.encode_ordinary("abc"), b.encode_ordinary("abc"));
-        }
-        let letters = |mut i: usize| -> String {
-            let mut w = String::from("ab");
-            for _ in 0..4 {
-                w.push((b'a' + (i % 26) as u8) as char);
-                i /= 26;
-            }
-            w
-        };
-        // Three generations' worth, then the first pieces again (dropped by now).
-        for i in (0..3 * PIECE_CACHE_ENTRIES).chain(0..1000) {
-            let w = letters(i);
-            if i % 997 == 0 || i > 2 * PIECE_CACHE_ENTRIES {
-                assert_eq!(b.encode_ordinary(&w), naive(&b, w.as_bytes()), "{w}");
-            } else {
-                b.encode_ordinary(&w);
-            }
-        }
-        PIECE_CACHE.with_borrow(|c| {
-            assert!(c.young.len() <= PIECE_CACHE_ENTRIES && c.old.len() <= PIECE_CACHE_ENTRIES)
-        });
     }
 
     #[test]
