@@ -253,31 +253,39 @@ def _open_binary(path: str) -> IO[bytes]:
 _ASCII_WHITESPACE = frozenset(b" \t\n\r\x0c")  # Rust's u8::is_ascii_whitespace
 
 
+def json_lines(path: str) -> Iterator[bytes]:
+    """The non-blank lines of a JSON lines file (``.gz``/``.zst`` decompressed), with the Rust
+    reader's rules: a leading UTF-8 byte order mark is dropped, and a file holding one JSON
+    array is an :class:`OSError` that says so (rather than one invalid record per line)."""
+    with _open_binary(path) as f:
+        first = True
+        for line in f:
+            if first:
+                line = line.removeprefix(b"\xef\xbb\xbf")
+            if _ASCII_WHITESPACE.issuperset(line):
+                continue
+            if first and line.lstrip().startswith(b"["):
+                raise OSError(
+                    f"{path}: a JSON array, not JSON lines (one object per line); "
+                    "convert it with `jq -c '.[]' FILE > FILE.jsonl`"
+                )
+            first = False
+            yield line
+
+
 def _json_lines_documents(path: str, text_field: str, report: ReadReport) -> Iterator[str]:
     skipped = 0
     try:
-        with _open_binary(path) as f:
-            first = True
-            for line in f:
-                if first:
-                    line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
-                if _ASCII_WHITESPACE.issuperset(line):
-                    continue
-                if first and line.lstrip().startswith(b"["):
-                    raise OSError(
-                        f"{path}: a JSON array, not JSON lines (one object per line); "
-                        "convert it with `jq -c '.[]' FILE > FILE.jsonl`"
-                    )
-                first = False
-                text = _parse_record(line, text_field)
-                if text is None:
-                    skipped += 1
-                    continue
-                report.documents += 1
-                report.bytes += len(text.encode("utf-8"))
-                yield text
+        for line in json_lines(path):
+            text = _parse_record(line, text_field)
+            if text is None:
+                skipped += 1
+                continue
+            report.documents += 1
+            report.bytes += len(text.encode("utf-8"))
+            yield text
     except (OSError, EOFError, zlib_error) as e:
-        if isinstance(e, OSError) and e.filename is not None:
+        if isinstance(e, OSError) and (e.filename is not None or str(e).startswith(path)):
             raise
         raise OSError(f"{path}: {e}") from e
     finally:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import gzip
-import io
 import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
+
+from codekiln._sources import is_json_lines, json_lines
 
 __all__ = [
     "FileInput",
@@ -30,7 +30,6 @@ __all__ = [
 Record = tuple[str, "str | None", "str | None", "str | None"]
 """``(text, repo_name, path, license)``: what the Rust pipeline takes."""
 
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst")
 _GLOB_CHARS = frozenset("*?[")
 # The Stack's Parquet columns, tried after the plain names.
 _META_COLUMNS = {
@@ -133,7 +132,7 @@ def resolve_inputs(
         if first is None:
             return []
         rest = itertools.chain([first], inputs)
-        items = [rest] if isinstance(first, Mapping) else rest
+        items = [rest] if isinstance(first, Mapping) else _group_records(rest)
     elif isinstance(inputs, Iterable):
         items = _group_records(inputs)
     else:
@@ -148,8 +147,6 @@ def resolve_inputs(
             out.append(RecordInput("dataset", item, text_field, ident))
         elif isinstance(item, (bytes, bytearray)):
             raise TypeError("inputs must be paths or records, not bytes")
-        elif isinstance(item, Mapping):  # _group_records wraps runs of dicts; never reached
-            raise TypeError("a record (dict) must be inside a list or iterable of records")
         elif isinstance(item, Iterable):
             out.append(RecordInput("iterable", item, text_field, None))
         else:
@@ -160,19 +157,17 @@ def resolve_inputs(
 def _group_records(items: Iterable[Any]) -> list[Any]:
     """``items`` with every run of consecutive dicts (records) replaced by one list of them."""
     out: list[Any] = []
+    run: list[Any] | None = None
     for item in items:
         if isinstance(item, Mapping):
-            if out and isinstance(out[-1], _RecordRun):
-                out[-1].append(item)
-            else:
-                out.append(_RecordRun([item]))
+            if run is None:
+                run = []
+                out.append(run)
+            run.append(item)
         else:
+            run = None
             out.append(item)
     return out
-
-
-class _RecordRun(list):  # type: ignore[type-arg]
-    """Consecutive records given directly in the ``inputs`` list."""
 
 
 def _resolve_path(
@@ -243,41 +238,17 @@ def _parquet_records(path: str, text_field: str) -> Iterator[Record | None]:
             yield _row_record(row, text_field)
 
 
-def _open_binary(path: str) -> IO[bytes]:
-    low = path.lower()
-    if low.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    if low.endswith(".zst"):
-        import zstandard
-
-        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)  # noqa: SIM115
-        return io.BufferedReader(raw)  # type: ignore[arg-type]
-    return open(path, "rb")
-
-
 def iter_file_records(path: str, name: str, text_field: str = "content") -> Iterator[Record | None]:
     """The Python reader, with the same rules as the Rust one; used when records must pass
     through Python (the ``ast.parse`` filter). ``None`` marks an undecodable line or file."""
-    if path.lower().endswith(JSONL_SUFFIXES):
-        with _open_binary(path) as f:
-            first = True
-            for raw in f:
-                if first:
-                    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
-                if not raw.strip():
-                    continue
-                if first and raw.lstrip().startswith(b"["):
-                    raise ValueError(
-                        f"{path}: a JSON array, not JSON lines (one object per line); "
-                        "convert it with `jq -c '.[]' FILE > FILE.jsonl`"
-                    )
-                first = False
-                try:
-                    row = json.loads(raw.decode("utf-8"))
-                except ValueError:  # UnicodeDecodeError is a ValueError
-                    yield None
-                    continue
-                yield _row_record(row, text_field) if isinstance(row, dict) else None
+    if is_json_lines(path):
+        for raw in json_lines(path):
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError is a ValueError
+                yield None
+                continue
+            yield _row_record(row, text_field) if isinstance(row, dict) else None
         return
     with open(path, "rb") as f:
         data = f.read()
