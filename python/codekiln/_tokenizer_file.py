@@ -5,10 +5,7 @@ format is described in ``docs/tokenizer.md``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import time
 
 FORMAT_NAME = "codekiln-tokenizer"
 FORMAT_VERSION = 1
@@ -105,30 +102,3 @@ def parse_merges(raw: object) -> list[tuple[int, int]]:
         contents.append(contents[left] + contents[right])
         table.setdefault(contents[-1], 256 + i)
     return merges
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{time.time_ns()}.tmp")
-    # os.open with mode 0o666 lets the umask decide the permissions, like a plain open().
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable; not possible on every platform
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)

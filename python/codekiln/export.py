@@ -28,7 +28,8 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from codekiln._tokenizer_file import atomic_write, bytes_to_token_str
+from codekiln._io import atomic_write
+from codekiln._tokenizer_file import bytes_to_token_str
 from codekiln.tokenizer import ENDOFTEXT, NEWLINE_TOKEN, Tokenizer
 
 if TYPE_CHECKING:

@@ -20,11 +20,11 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from codekiln import _core, _sources, _training
+from codekiln._io import atomic_write
 from codekiln._tokenizer_file import (
     FORMAT_NAME,
     FORMAT_VERSION,
     TokenizerFileError,
-    atomic_write,
     bytes_to_token_str,
     bytes_to_unicode,
     parse_merges,

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from codekiln import __version__, _core
+from codekiln._io import atomic_write_json
 from codekiln.data.clean import python_syntax_ok
 from codekiln.data.config import FilterConfig, PackConfig
 from codekiln.data.sources import (
@@ -44,24 +45,6 @@ SPLITS = ("train", "valid")
 
 class PackError(ValueError):
     """The output directory cannot be used as asked (e.g. it holds a different pack)."""
-
-
-def _atomic_write_json(path: str, obj: Any) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:
-        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -220,12 +203,12 @@ def pack(
         "settings": {**cfg.output_settings(), "num_threads": threads},
         "splits": {s: {"shards": list(kept[s])} for s in SPLITS},
     }
-    _atomic_write_json(manifest_path, manifest)
+    atomic_write_json(manifest_path, manifest)
 
     def on_shard(info: dict[str, Any]) -> None:
         entry = {k: info[k] for k in ("file", "index", "documents", "tokens", "bytes", "sha256")}
         manifest["splits"][info["split"]]["shards"].append(entry)
-        _atomic_write_json(manifest_path, manifest)
+        atomic_write_json(manifest_path, manifest)
 
     near = cfg.dedup == "near"
     packer = _core.Packer(
@@ -279,7 +262,7 @@ def pack(
     report["mb_per_second"] = round(report["bytes_in"] / 1e6 / seconds, 3) if seconds else None
     manifest["report"] = report
     manifest["status"] = "complete"
-    _atomic_write_json(manifest_path, manifest)
+    atomic_write_json(manifest_path, manifest)
     return manifest
 
 
