@@ -22,6 +22,7 @@ from typing import Any
 
 from codekiln import __version__
 from codekiln.data.cli import add_data_commands
+from codekiln.train.cli import add_train_commands
 
 __all__ = ["build_parser", "main"]
 
@@ -287,6 +288,7 @@ def _quickstart(args: argparse.Namespace) -> int:
 _COMMAND_GROUPS: tuple[Callable[[Any], None], ...] = (
     _add_tokenizer_commands,
     add_data_commands,
+    add_train_commands,
     _add_quickstart_command,
 )
 
