@@ -18,7 +18,7 @@ from typing import Any
 
 from codekiln.train.config import ConfigError, TrainConfig, load_config_file
 
-__all__ = ["ConfigError", "add_train_commands", "config_from_args"]
+__all__ = ["ConfigError", "add_train_commands", "config_from_args", "config_from_argv"]
 
 #: Short names for the most used fields.
 _ALIASES = {"data_dir": "--data", "out_dir": "--out"}
@@ -115,6 +115,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                 value = {**values.get("model_overrides", {}), **dict(value)}
             values[name] = value
     return TrainConfig.from_dict(values, source=args.config or "arguments")
+
+
+def config_from_argv(argv: list[str]) -> TrainConfig:
+    """The :class:`TrainConfig` that ``codekiln train ARGV...`` would run."""
+    from codekiln.cli import build_parser
+
+    return config_from_args(build_parser().parse_args(["train", *argv]))
 
 
 def _train_cmd(args: argparse.Namespace) -> int:

@@ -197,9 +197,15 @@ class TrainConfig:
 
 
 #: Fields that may differ between a run and its ``--resume``: where files go, how progress
-#: is shown, and when checkpoints are written. Everything else must match.
+#: is shown, when checkpoints are written, how long to train (the schedule is pinned by the
+#: resolved ``decay_steps``), and how the global batch is split into micro-batches and
+#: processes (the resolved ``global_batch_size`` must stay). Everything else must match.
 RESUME_MAY_CHANGE = frozenset(
     {
+        "max_steps",
+        "max_tokens",
+        "micro_batch_size",
+        "grad_accum_steps",
         "resume",
         "progress",
         "loggers",

@@ -330,6 +330,7 @@ def _train(config: TrainConfig, info: ddp.DistInfo) -> TrainResult:
         "decay_steps": config.resolved_decay_steps(max_steps),
         "min_lr": config.resolved_min_lr(),
         "precision": precision,
+        "global_batch_size": config.micro_batch_size * config.grad_accum_steps * info.world_size,
     }
     run_record = {
         "train": resolved,
@@ -583,15 +584,16 @@ def _train(config: TrainConfig, info: ddp.DistInfo) -> TrainResult:
                         best_val, improved = last_val, True
                     interval_start = time.perf_counter()  # eval time is not training speed
 
-                path = None
+                # Every rank takes the same branches: gathering FSDP state is collective.
+                path, saved = None, False
                 if final or (config.checkpoint_every and step % config.checkpoint_every == 0):
-                    path = save("step")
+                    path, saved = save("step"), True
                     result.checkpoint = path or result.checkpoint
                 if improved:
-                    if path is not None:
-                        link_best(path)
-                    else:
+                    if not saved:
                         save("best")
+                    elif path is not None:
+                        link_best(path)
                 if bar is not None:
                     bar.update(1)
                 if stop_now:
