@@ -200,6 +200,7 @@ def test_bad_tokenizer_file(tmp_path: pathlib.Path, capsys: pytest.CaptureFixtur
 def test_quickstart(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "qs"
     args = ["quickstart", "--out-dir", str(out), "--vocab-size", "1024", "--max-mb", "0.5"]
+    args += ["--train-steps", "0"]  # the training steps: tests/test_quickstart.py
     assert main([*args, "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "standard-library files" in text and "bytes per token" in text

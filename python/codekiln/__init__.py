@@ -4,8 +4,9 @@ The pieces, each importable on its own:
 
 * :class:`codekiln.Tokenizer` -- byte-level BPE with a Rust core (train, encode, decode, export);
 * :mod:`codekiln.data` -- corpus reading, cleaning, deduplication and the shard packer;
-* :mod:`codekiln.model` and :mod:`codekiln.kernels` -- the GPT model and its Triton attention
-  (need the ``train`` extra, i.e. torch).
+* :mod:`codekiln.model` and :mod:`codekiln.kernels` -- the GPT model and its Triton attention;
+* :mod:`codekiln.train` -- training (``codekiln train``), :mod:`codekiln.checkpoint` -- run
+  directories, :func:`codekiln.load` and :mod:`codekiln.generate` -- completions.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Tokenizer", "__version__"]
+__all__ = ["Tokenizer", "__version__", "load"]
 
 if TYPE_CHECKING:
+    from codekiln.generate import load
     from codekiln.tokenizer import Tokenizer
 
 
@@ -25,4 +27,8 @@ def __getattr__(name: str) -> Any:
         from codekiln.tokenizer import Tokenizer
 
         return Tokenizer
+    if name == "load":  # (model, tokenizer) of a training run; imports torch
+        from codekiln.generate import load
+
+        return load
     raise AttributeError(f"module 'codekiln' has no attribute {name!r}")

@@ -250,8 +250,8 @@ def _add_quickstart_command(sub: argparse._SubParsersAction) -> None:  # type: i
     d = QuickstartConfig()
     p = sub.add_parser(
         "quickstart",
-        help="train a tokenizer on this Python's standard library, show its statistics and "
-        "pack the library into token shards",
+        help="the whole path on this Python's standard library: tokenizer, shards, a tiny "
+        "model trained, plotted and sampled",
     )
     p.add_argument("--out-dir", default=d.out_dir, metavar="DIR")
     p.add_argument("--vocab-size", type=int, default=d.vocab_size, metavar="N")
@@ -263,6 +263,18 @@ def _add_quickstart_command(sub: argparse._SubParsersAction) -> None:  # type: i
         help="cap on the training text in MiB",
     )
     p.add_argument("--threads", type=int, default=None, metavar="N")
+    p.add_argument(
+        "--train-steps",
+        type=int,
+        default=d.train_steps,
+        metavar="N",
+        help=f"training steps (default {d.train_steps}; more for a better model, 0 to stop after packing)",
+    )
+    p.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N")
+    p.add_argument("--block-size", type=int, default=d.block_size, metavar="N")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, metavar="LR")
+    p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=d.seed, metavar="S")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_quickstart)
 
@@ -278,7 +290,18 @@ def _quickstart(args: argparse.Namespace) -> int:
         max_bytes=int(args.max_mb * 2**20),
         num_threads=args.threads,
         progress=not args.no_progress,
+        train_steps=args.train_steps,
+        batch_size=args.batch_size,
+        block_size=args.block_size,
+        learning_rate=args.learning_rate,
+        device=args.device,
+        seed=args.seed,
     )
+    for flag in ("train_steps", "batch_size", "block_size"):
+        if getattr(args, flag) < (0 if flag == "train_steps" else 1):
+            raise ValueError(
+                f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}"
+            )
     run_quickstart(cfg)
     return 0
 

@@ -1,14 +1,17 @@
-"""``codekiln quickstart``: a first end-to-end run on data every Python install has.
+"""``codekiln quickstart``: the whole path, end to end, on data every Python install has.
 
-Today it trains a tokenizer on the running interpreter's own standard library, reports its
-statistics on held-out standard-library files, and packs the library into train/validation
-token shards with the data pipeline (the held-out files are exactly the validation split);
-later steps (training a small model, sampling from it) are added to :func:`run_quickstart` as
-further ``_step_*`` functions that read and extend the same :class:`QuickstartResult`.
+It trains a tokenizer on the running interpreter's own standard library, reports its
+statistics on held-out standard-library files, packs the library into train/validation token
+shards with the data pipeline (the held-out files are exactly the validation split), trains
+the ``tiny`` GPT on the shards (CPU, or CUDA when present), validating before and after,
+plots the loss curves and prints greedy and sampled completions of a few prompts. Each step is
+a ``_step_*`` function that reads and extends the same :class:`QuickstartResult`.
 
 Default size: the whole standard library without its tests is ~12 MB of Python (CPython
-3.11), capped at ``max_bytes``; training a vocabulary of 8192 on it takes well under a minute
-on 2 cores, packing it about a second.
+3.11), capped at ``max_bytes``; the tokenizer trains in about a second, packing takes about a
+second, and training the default 400 steps of 16 x 256 tokens (1.6M tokens, ~0.6 epoch) takes
+a few minutes on 2 CPU cores; validation perplexity falls from ~8,000 (the vocabulary size:
+an untrained model guesses uniformly) to well under 1/50 of that.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ if TYPE_CHECKING:  # imported lazily: the CLI imports this module to build its p
 
     from codekiln.stats import TokenizerStats
     from codekiln.tokenizer import Tokenizer
+    from codekiln.train import TrainResult
 
 __all__ = ["QuickstartConfig", "QuickstartResult", "run_quickstart", "stdlib_files"]
 
@@ -50,6 +54,18 @@ class QuickstartConfig:
     valid_fraction: float = 0.1
     num_threads: int | None = None  # None: all CPUs
     progress: bool = True
+    # ---- training the tiny model (0 steps: stop after packing)
+    train_steps: int = 400
+    batch_size: int = 16  # sequences per step
+    block_size: int = 256  # tokens per sequence
+    learning_rate: float = 3e-3
+    device: str = "auto"  # CUDA when present
+    seed: int = 1337
+    prompts: tuple[str, ...] = (
+        "def fibonacci(n):",
+        "import os\n\n\ndef list_python_files(directory):",
+        "class Stack:\n    def __init__(self):",
+    )
 
 
 @dataclass
@@ -65,6 +81,10 @@ class QuickstartResult:
     stats: TokenizerStats | None = None
     data_dir: str = ""
     manifest: dict[str, object] = field(default_factory=dict)
+    run_dir: str = ""
+    train_result: TrainResult | None = None
+    plot_path: str = ""
+    completions: dict[str, list[str]] = field(default_factory=dict)  # prompt -> [greedy, ...]
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -179,12 +199,106 @@ def _step_pack(cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str]
     )
 
 
+def _step_train(cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str], None]) -> None:
+    import shutil
+
+    from codekiln.train import TrainConfig, train
+
+    res.run_dir = os.path.join(cfg.out_dir, "run")
+    if os.path.exists(os.path.join(res.run_dir, "config.json")):
+        shutil.rmtree(res.run_dir)  # the quickstart's own earlier run: start over
+    eval_every = max(1, cfg.train_steps // 8)
+    tc = TrainConfig(
+        data_dir=res.data_dir,
+        out_dir=res.run_dir,
+        model="tiny",  # vocab_size: the tokenizer's
+        block_size=cfg.block_size,
+        micro_batch_size=cfg.batch_size,
+        max_steps=cfg.train_steps,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=min(50, cfg.train_steps // 10),
+        eval_every=eval_every,
+        eval_batches=8,
+        checkpoint_every=eval_every,
+        keep_last=1,
+        log_every=max(1, min(10, cfg.train_steps // 20)),
+        device=cfg.device,  # type: ignore[arg-type]
+        seed=cfg.seed,
+        progress=cfg.progress,
+    )
+    log(
+        f"training the tiny model: {cfg.train_steps} steps of {cfg.batch_size} x "
+        f"{cfg.block_size} tokens -> {res.run_dir}"
+    )
+    result = train(tc)
+    res.train_result = result
+    if result.initial_val_ppl is not None and result.final_val_ppl is not None:
+        log(
+            f"validation perplexity {result.initial_val_ppl:,.1f} before training -> "
+            f"{result.final_val_ppl:,.1f} after ({result.initial_val_ppl / result.final_val_ppl:,.0f}x "
+            f"lower; loss {result.initial_val_loss:.3f} -> {result.final_val_loss:.3f}) in "
+            f"{result.seconds:.0f} s"
+        )
+    if result.interrupted:
+        raise KeyboardInterrupt
+
+
+def _step_plot(cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str], None]) -> None:
+    try:
+        from codekiln.train.plot import plot_runs
+
+        res.plot_path = plot_runs([res.run_dir])
+    except ValueError as e:  # matplotlib missing: the run is fine without its picture
+        log(f"plot: skipped ({e})")
+        return
+    log(f"loss plot: {res.plot_path}")
+
+
+def _step_complete(
+    cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str], None]
+) -> None:
+    from codekiln.generate import complete, load
+
+    model, tok = load(res.run_dir, "best", device=_device(cfg.device))
+    for prompt in cfg.prompts:
+        greedy = complete(model, tok, prompt, temperature=0, max_new_tokens=64)
+        sampled = complete(
+            model,
+            tok,
+            prompt,
+            num_samples=2,
+            temperature=0.8,
+            top_p=0.95,
+            max_new_tokens=64,
+            seed=cfg.seed,
+        )
+        res.completions[prompt] = greedy + sampled
+        for label, text in zip(("greedy", "sample 1", "sample 2"), greedy + sampled):
+            log(f"--- {label} " + "-" * (60 - len(label)))
+            log(prompt + text)
+    log("-" * 65)
+
+
+def _device(want: str) -> str:
+    import torch
+
+    if want == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return want
+
+
 _STEPS = (
     ("corpus", _step_corpus),
     ("tokenizer", _step_tokenizer),
     ("stats", _step_stats),
     ("pack", _step_pack),
+    ("train", _step_train),
+    ("plot", _step_plot),
+    ("complete", _step_complete),
 )
+
+#: Steps that need a trained model (skipped with ``train_steps=0``).
+_MODEL_STEPS = frozenset({"train", "plot", "complete"})
 
 
 def run_quickstart(
@@ -195,6 +309,8 @@ def run_quickstart(
     os.makedirs(cfg.out_dir, exist_ok=True)
     res = QuickstartResult(out_dir=cfg.out_dir)
     for name, step in _STEPS:
+        if name in _MODEL_STEPS and cfg.train_steps == 0:
+            continue
         start = time.perf_counter()
         step(cfg, res, log)
         res.seconds[name] = round(time.perf_counter() - start, 3)
