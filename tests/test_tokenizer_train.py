@@ -182,7 +182,7 @@ def test_too_few_pairs_warns_and_shrinks_the_vocabulary() -> None:
 
 
 def test_generator_source_is_drained_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    import codekiln._training as training_module
+    import codekiln.tokenizer.trainer as training_module
 
     monkeypatch.setattr(training_module, "TEXT_BATCH_CHARS", 100)
     calls = []

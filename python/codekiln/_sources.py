@@ -1,6 +1,6 @@
 """What a ``source`` argument means: paths (files, directories, globs) or texts.
 
-The rule, used by :meth:`codekiln.Tokenizer.train`, :func:`codekiln.stats.compute_stats` and
+The rule, used by :meth:`codekiln.Tokenizer.train`, :func:`codekiln.tokenizer.stats.compute_stats` and
 the CLI:
 
 * a single ``str`` or :class:`os.PathLike` is **one path**: a file, a directory (searched

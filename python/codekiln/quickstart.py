@@ -13,6 +13,7 @@ on 2 cores, packing it about a second.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -26,10 +27,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported lazily: the CLI imports this module to build its parser
     from collections.abc import Iterator
 
-    from codekiln.stats import TokenizerStats
     from codekiln.tokenizer import Tokenizer
+    from codekiln.tokenizer.stats import TokenizerStats
 
-__all__ = ["QuickstartConfig", "QuickstartResult", "run_quickstart", "stdlib_files"]
+__all__ = [
+    "QuickstartConfig",
+    "QuickstartResult",
+    "add_quickstart_command",
+    "run_quickstart",
+    "stdlib_files",
+]
 
 # Directories of the standard library that are not ordinary library code: installed packages
 # and the test suites (which also hold deliberately broken and non-UTF-8 files).
@@ -129,7 +136,7 @@ def _step_tokenizer(
 
 
 def _step_stats(cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str], None]) -> None:
-    from codekiln.stats import compute_stats
+    from codekiln.tokenizer.stats import compute_stats
 
     assert res.tokenizer is not None
     source = res.holdout_files or res.train_files
@@ -199,3 +206,41 @@ def run_quickstart(
         step(cfg, res, log)
         res.seconds[name] = round(time.perf_counter() - start, 3)
     return res
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def add_quickstart_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    d = QuickstartConfig()
+    p = sub.add_parser(
+        "quickstart",
+        help="train a tokenizer on this Python's standard library, show its statistics and "
+        "pack the library into token shards",
+    )
+    p.add_argument("--out-dir", default=d.out_dir, metavar="DIR")
+    p.add_argument("--vocab-size", type=int, default=d.vocab_size, metavar="N")
+    p.add_argument(
+        "--max-mb",
+        type=float,
+        default=d.max_bytes / 2**20,
+        metavar="MB",
+        help="cap on the training text in MiB",
+    )
+    p.add_argument("--threads", type=int, default=None, metavar="N")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_quickstart)
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    if args.max_mb <= 0:
+        raise ValueError(f"--max-mb must be positive, got {args.max_mb}")
+    cfg = QuickstartConfig(
+        out_dir=args.out_dir,
+        vocab_size=args.vocab_size,
+        max_bytes=int(args.max_mb * 2**20),
+        num_threads=args.threads,
+        progress=not args.no_progress,
+    )
+    run_quickstart(cfg)
+    return 0

@@ -26,6 +26,7 @@ from codekiln import __version__, _core
 from codekiln._io import atomic_write_json
 from codekiln.data.clean import python_syntax_ok
 from codekiln.data.config import FilterConfig, PackConfig
+from codekiln.data.shards import ShardError, read_header, sha256_file
 from codekiln.data.sources import (
     FileInput,
     Record,
@@ -33,7 +34,6 @@ from codekiln.data.sources import (
     iter_file_records,
     resolve_inputs,
 )
-from codekiln.shards import ShardError, read_header, sha256_file
 
 __all__ = ["MANIFEST", "PackError", "load_manifest", "pack"]
 
@@ -59,16 +59,6 @@ def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     except ValueError as e:
         raise PackError(f"{path}: not valid JSON ({e})") from None
-
-
-def _load_tokenizer(tokenizer: Any) -> Any:
-    from codekiln.tokenizer import Tokenizer
-
-    if isinstance(tokenizer, (str, os.PathLike)):
-        return Tokenizer.load(tokenizer)
-    if not isinstance(tokenizer, Tokenizer):
-        raise TypeError(f"tokenizer must be a Tokenizer or a path, not {type(tokenizer).__name__}")
-    return tokenizer
 
 
 def _resolve_threads(n: int | None) -> int:
@@ -144,7 +134,9 @@ def pack(
     ``progress``: a tqdm bar (``True``), nothing (``False``) or ``callback(documents, bytes)``.
     """
     cfg = config or PackConfig()
-    tok = _load_tokenizer(tokenizer)
+    from codekiln.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tokenizer)
     eot = tok.eot_id
     if eot is None:
         raise ValueError("the tokenizer has no <|endoftext|> special token to separate documents")
@@ -213,7 +205,7 @@ def pack(
     near = cfg.dedup == "near"
     packer = _core.Packer(
         out,
-        tok._encoder,
+        tok.core_encoder(),
         eot,
         bytes.fromhex(tok.fingerprint),
         num_threads=threads,

@@ -2,7 +2,7 @@
 
 :meth:`codekiln.Tokenizer.train` validates its arguments and then calls
 :func:`count_and_merge`; the algorithm itself (parallel counting, the merge loop, the
-tie-break) lives in ``rust/train.rs``.
+tie-break) lives in the Rust core (``rust/``).
 """
 
 from __future__ import annotations

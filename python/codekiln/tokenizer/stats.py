@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from codekiln import _sources
-from codekiln.tokenizer import Tokenizer
+from codekiln.tokenizer.core import Tokenizer
 
 __all__ = ["KeywordStat", "TokenizerStats", "compute_stats", "keyword_stats"]
 

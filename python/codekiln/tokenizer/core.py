@@ -1,4 +1,4 @@
-"""The public byte-level BPE tokenizer: train, encode, decode, save and load.
+"""The :class:`Tokenizer` class: train, encode, decode, save and load.
 
 The heavy work (pre-tokenization, parallel counting, the merge loop, encoding) is done by the
 Rust extension ``codekiln._core`` with the GIL released; this class owns validation, defaults,
@@ -19,38 +19,27 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from codekiln import _core, _sources, _training
+from codekiln import _core, _sources
 from codekiln._io import atomic_write
-from codekiln._tokenizer_file import (
+from codekiln.tokenizer import trainer
+from codekiln.tokenizer.format import (
+    ENDOFTEXT,
     FORMAT_NAME,
     FORMAT_VERSION,
+    NEWLINE_ID,
+    NEWLINE_TOKEN,
     TokenizerFileError,
     bytes_to_token_str,
-    bytes_to_unicode,
+    check_header,
     parse_merges,
-    token_str_to_bytes,
+    read_json,
 )
 
 if TYPE_CHECKING:
     import tiktoken
     import tokenizers
 
-__all__ = [
-    "ENDOFTEXT",
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "NEWLINE_TOKEN",
-    "Tokenizer",
-    "TokenizerFileError",
-    "bytes_to_token_str",
-    "bytes_to_unicode",
-    "token_str_to_bytes",
-]
-
-NEWLINE_TOKEN = "<N>"
-ENDOFTEXT = "<|endoftext|>"
-
-_NEWLINE_ID = 10
+__all__ = ["Tokenizer", "load_tokenizer"]
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -144,7 +133,7 @@ class Tokenizer:
                 )
             checked.append((left, right))
         first_special = 256 + len(checked)
-        specials = {NEWLINE_TOKEN: _NEWLINE_ID} if newline == NEWLINE_TOKEN else {}
+        specials = {NEWLINE_TOKEN: NEWLINE_ID} if newline == NEWLINE_TOKEN else {}
         specials.update({name: first_special + k for k, name in enumerate(others)})
 
         self._pattern = pattern
@@ -232,7 +221,7 @@ class Tokenizer:
         if not isinstance(text_field, str) or not text_field:
             raise ValueError(f"text_field must be a non-empty str, got {text_field!r}")
         num_merges = vocab_size - minimum
-        merges, report = _training.count_and_merge(
+        merges, report = trainer.count_and_merge(
             _sources.classify(source),
             pattern=pattern,
             newline=newline == NEWLINE_TOKEN,
@@ -410,6 +399,13 @@ class Tokenizer:
                 raise ValueError(f"unknown token id {i} (vocab_size is {self._vocab_size})")
         return out
 
+    def core_encoder(self) -> _core.Encoder:
+        """The immutable, thread-safe ``codekiln._core.Encoder`` behind this tokenizer.
+
+        An internal handle for codekiln's own Rust pipelines (the shard packer takes it so that
+        tokenization runs in Rust without the GIL); not part of the stable API."""
+        return self._encoder
+
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes of the tokens ``ids``; special tokens give their name's bytes.
 
@@ -542,18 +538,7 @@ class Tokenizer:
         format or written by a newer codekiln.
         """
         path = os.fspath(path)
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            obj = json.loads(data.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise TokenizerFileError(
-                f"{path}: not a tokenizer file (not UTF-8 text: {e})"
-            ) from None
-        except json.JSONDecodeError as e:
-            raise TokenizerFileError(
-                f"{path}: not valid JSON, the file is corrupt or truncated ({e})"
-            ) from None
+        obj = read_json(path)
         try:
             return cls._from_dict(obj)
         except (KeyError, TypeError, ValueError) as e:
@@ -562,18 +547,7 @@ class Tokenizer:
 
     @classmethod
     def _from_dict(cls, obj: object) -> Tokenizer:
-        if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
-            raise ValueError(f'not a codekiln tokenizer file (no "format": "{FORMAT_NAME}")')
-        version = obj.get("version")
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise ValueError(f'"version" must be an int, got {version!r}')
-        if version > FORMAT_VERSION:
-            raise ValueError(
-                f"format version {version} was written by a newer codekiln (this one reads "
-                f"version {FORMAT_VERSION}); upgrade codekiln"
-            )
-        if version < 1:
-            raise ValueError(f"unsupported format version {version}")
+        obj = check_header(obj)
         pattern, newline, specials = obj["pattern"], obj["newline"], obj["special_tokens"]
         if not isinstance(specials, dict):
             raise ValueError('"special_tokens" must be an object {name: id}')
@@ -609,19 +583,46 @@ class Tokenizer:
         """An equivalent HF ``tokenizers.Tokenizer``: ``encode(t, add_special_tokens=False).ids``
         equals :meth:`encode` for every text (literal special-token text stays ordinary text).
         Needs the ``tokenizers`` package (``pip install 'codekiln[hf]'``)."""
-        from codekiln import export
+        from codekiln.tokenizer import interop
 
-        return export.to_huggingface(self)
+        return interop.to_huggingface(self)
 
     def save_huggingface(self, directory: str | os.PathLike[str]) -> None:
         """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json`` so
         that ``transformers.PreTrainedTokenizerFast.from_pretrained(directory)`` loads it."""
-        from codekiln import export
+        from codekiln.tokenizer import interop
 
-        export.save_huggingface(self, directory)
+        interop.save_huggingface(self, directory)
 
     def to_tiktoken(self) -> tiktoken.Encoding:
         """An equivalent ``tiktoken.Encoding``: ``encode_ordinary(t)`` equals :meth:`encode`."""
-        from codekiln import export
+        from codekiln.tokenizer import interop
 
-        return export.to_tiktoken(self)
+        return interop.to_tiktoken(self)
+
+
+def load_tokenizer(tokenizer: Tokenizer | str | os.PathLike[str]) -> Tokenizer:
+    """``tokenizer`` itself, or the tokenizer saved at a path: the one loader behind every
+    ``--tokenizer FILE`` flag and every API that takes "a Tokenizer or the path of one".
+
+    A directory that holds a ``tokenizer.json`` (a pack directory, a run) is read from that
+    file. Errors: ``FileNotFoundError`` naming the path, :class:`TokenizerFileError` (a
+    ``ValueError``) for a file that is not a readable codekiln tokenizer, ``TypeError`` for
+    anything that is neither a tokenizer nor a path.
+    """
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer
+    if not isinstance(tokenizer, (str, os.PathLike)):
+        raise TypeError(
+            f"tokenizer must be a Tokenizer or the path of a saved one, "
+            f"not {type(tokenizer).__name__}"
+        )
+    path = os.fspath(tokenizer)
+    if os.path.isdir(path):
+        inner = os.path.join(path, "tokenizer.json")
+        if not os.path.isfile(inner):
+            raise FileNotFoundError(
+                2, "a directory without tokenizer.json; pass the tokenizer's .json file", path
+            )
+        path = inner
+    return Tokenizer.load(path)
