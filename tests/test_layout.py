@@ -110,7 +110,7 @@ def test_tokenizer_internals_stay_inside_the_package() -> None:
 
 def test_light_imports_do_not_import_torch() -> None:
     code = (
-        "import sys, codekiln, codekiln.tokenizer, codekiln.cli\n"
+        "import sys, codekiln, codekiln.tokenizer, codekiln.cli, codekiln.corpus\n"
         "from codekiln import Tokenizer\n"
         "from codekiln.tokenizer import Tokenizer as T2\n"
         "assert Tokenizer is T2\n"
@@ -130,6 +130,8 @@ def test_light_imports_do_not_import_torch() -> None:
         "codekiln.shards",
         "codekiln._tokenizer_file",
         "codekiln._training",
+        "codekiln._sources",
+        "codekiln.data.sources",
     ],
 )
 def test_old_module_paths_are_gone(old: str) -> None:

@@ -48,7 +48,7 @@ def test_public_import() -> None:
 
 
 def test_doctests() -> None:
-    import codekiln._sources
+    import codekiln.corpus
     import codekiln.tokenizer.core
     import codekiln.tokenizer.format
     import codekiln.tokenizer.stats
@@ -56,7 +56,7 @@ def test_doctests() -> None:
     modules = (
         codekiln.tokenizer.core,
         codekiln.tokenizer.stats,
-        codekiln._sources,
+        codekiln.corpus,
         codekiln.tokenizer.format,
     )
     for module in modules:

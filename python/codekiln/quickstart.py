@@ -39,10 +39,9 @@ __all__ = [
 ]
 
 # Directories of the standard library that are not ordinary library code: installed packages
-# and the test suites (which also hold deliberately broken and non-UTF-8 files).
-_EXCLUDED_DIRS = frozenset(
-    {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
-)
+# and the test suites (which also hold deliberately broken and non-UTF-8 files). Extra
+# excludes for the shared walker (which already skips hidden directories and __pycache__).
+STDLIB_EXCLUDE = ("site-packages", "dist-packages", "test", "tests", "idle_test")
 
 
 @dataclass
@@ -78,17 +77,14 @@ class QuickstartResult:
 def stdlib_files(root: str | os.PathLike[str] | None = None) -> list[pathlib.Path]:
     """The ``.py`` files of the standard library (no installed packages, no test suites), in
     a fixed pseudo-random order (by SHA-256 of the relative path), so that any prefix is a
-    varied sample."""
+    varied sample. Found by the shared directory walker (:func:`codekiln.corpus.walk`) with
+    :data:`STDLIB_EXCLUDE` as extra excludes."""
+    from codekiln.corpus import walk
+
     base = pathlib.Path(root if root is not None else sysconfig.get_paths()["stdlib"])
-    found = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = [d for d in dirnames if d not in _EXCLUDED_DIRS and not d.startswith(".")]
-        found.extend(pathlib.Path(dirpath, f) for f in filenames if f.endswith(".py"))
-
-    def key(p: pathlib.Path) -> str:
-        return hashlib.sha256(p.relative_to(base).as_posix().encode()).hexdigest()
-
-    return sorted(found, key=key)
+    found, _ = walk(base, include=("*.py",), exclude=STDLIB_EXCLUDE)
+    found.sort(key=lambda rel: hashlib.sha256(rel.encode()).hexdigest())
+    return [base / rel for rel in found]
 
 
 def _step_corpus(cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str], None]) -> None:

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from codekiln.corpus import DEFAULT_INCLUDE
+
 __all__ = ["FilterConfig", "PackConfig"]
 
 PythonSyntax = Literal["off", "py3", "py2-or-py3"]
@@ -86,10 +88,12 @@ class PackConfig:
     """Worker threads (``None``: all CPUs). The output does not depend on it."""
     text_field: str = "content"
     """JSON / Parquet / datasets field holding the text."""
-    include: tuple[str, ...] = ("*.py",)
-    """Glob patterns (on the path relative to the directory) of files taken from directories."""
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    """Glob patterns (on the path relative to the directory, or the file name) of files taken
+    from directories: :data:`codekiln.corpus.DEFAULT_INCLUDE` (``*.py``, JSON lines,
+    Parquet), the same as the tokenizer's."""
     exclude: tuple[str, ...] = ()
-    """Glob patterns of files left out of directories."""
+    """Glob patterns of files (and directories, which are then not walked) left out."""
     batch_bytes: int = 1 << 20
     """Bytes of text per pipeline batch (affects memory and scheduling, never the output)."""
 

@@ -22,18 +22,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from codekiln import __version__, _core
+from codekiln import __version__, _core, corpus
 from codekiln._io import atomic_write_json
+from codekiln.corpus import FileInput, Record, RecordInput, iter_file_records
 from codekiln.data.clean import python_syntax_ok
 from codekiln.data.config import FilterConfig, PackConfig
 from codekiln.data.shards import ShardError, read_header, sha256_file
-from codekiln.data.sources import (
-    FileInput,
-    Record,
-    RecordInput,
-    iter_file_records,
-    resolve_inputs,
-)
 
 __all__ = ["MANIFEST", "PackError", "load_manifest", "pack"]
 
@@ -125,9 +119,13 @@ def pack(
 ) -> dict[str, Any]:
     """Pack ``inputs`` into token shards in ``out_dir`` and return the manifest.
 
-    ``inputs``: paths (files, directories, globs; see :func:`codekiln.data.sources.resolve_inputs`),
-    Hugging Face datasets, or iterables of records. ``tokenizer``: a
-    :class:`codekiln.Tokenizer` or the path of a saved one; it must have ``<|endoftext|>``.
+    ``inputs`` follows the one input rule of :mod:`codekiln.corpus` (the same as
+    :meth:`codekiln.Tokenizer.train`): one path (file, directory, glob), an iterable of
+    :class:`os.PathLike` paths, an iterable of ``str`` texts, records (dicts), Hugging Face
+    datasets, or a list mixing paths, datasets and nested iterables of records. Directories
+    are walked for ``config.include`` minus ``config.exclude``. ``tokenizer``: a
+    :class:`codekiln.Tokenizer` or the path of a saved one (read by
+    :func:`codekiln.tokenizer.load_tokenizer`); it must have ``<|endoftext|>``.
 
     An existing pack in ``out_dir`` made with the same inputs, settings and tokenizer is
     resumed; a different one is an error unless ``overwrite=True`` (which deletes it).
@@ -140,11 +138,12 @@ def pack(
     eot = tok.eot_id
     if eot is None:
         raise ValueError("the tokenizer has no <|endoftext|> special token to separate documents")
-    out = os.fspath(out_dir)
-    os.makedirs(out, exist_ok=True)
-    sources = resolve_inputs(
+    resolved = corpus.resolve(
         inputs, include=cfg.include, exclude=cfg.exclude, text_field=cfg.text_field
     )
+    sources = resolved.inputs
+    out = os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
     described = [s.describe() for s in sources]
     resumable = all(d.get("kind") == "file" or d.get("identity") for d in described)
     key_material = {
@@ -250,6 +249,8 @@ def pack(
             "resumed_documents": rep["resumed_documents"],
             "shards": shards,
         }
+    if resolved.skipped:  # met while walking directories (FIFOs, broken links), never opened
+        report["skipped_files"] = [*report["skipped_files"], *resolved.skipped]
     report["seconds"] = round(seconds, 3)
     report["mb_per_second"] = round(report["bytes_in"] / 1e6 / seconds, 3) if seconds else None
     manifest["report"] = report

@@ -14,6 +14,7 @@ import pathlib
 import sys
 from typing import Any
 
+from codekiln.corpus import add_include_exclude, include_exclude
 from codekiln.tokenizer.core import Tokenizer, load_tokenizer
 from codekiln.tokenizer.format import ENDOFTEXT
 
@@ -30,8 +31,9 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
         nargs="+",
         required=True,
         metavar="PATH",
-        help="files, directories (searched for *.py, *.txt, *.jsonl[.gz|.zst]) or globs",
+        help="files, directories (walked for --include) or globs",
     )
+    add_include_exclude(p)
     p.add_argument("--vocab-size", type=int, required=True, metavar="N")
     p.add_argument("--out", required=True, metavar="FILE", help="tokenizer file to write (.json)")
     p.add_argument("--pattern", default="code", choices=["code", "gpt2"])
@@ -76,7 +78,14 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
 
     p = cmds.add_parser("stats", help="bytes/token, keywords, longest and unused tokens")
     p.add_argument("--tokenizer", required=True, metavar="FILE")
-    p.add_argument("--input", nargs="+", required=True, metavar="PATH")
+    p.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="files, directories (walked for --include) or globs: the same documents as train",
+    )
+    add_include_exclude(p)
     p.add_argument("--text-field", default="content", metavar="F")
     p.add_argument("--threads", type=int, default=None, metavar="N")
     p.add_argument("--longest", type=int, default=20, metavar="N", help="longest tokens to list")
@@ -107,6 +116,7 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
         num_threads=args.threads,
         progress=not args.no_progress,
         text_field=args.text_field,
+        **include_exclude(args),
     )
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +185,7 @@ def _tokenizer_stats(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         num_threads=args.threads,
         longest=args.longest,
+        **include_exclude(args),
     )
     if args.json:
         print(json.dumps(stats.to_dict(), indent=1, ensure_ascii=False))

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from codekiln import _core, _sources
+from codekiln import _core, corpus
 from codekiln._io import atomic_write
 from codekiln.tokenizer import trainer
 from codekiln.tokenizer.format import (
@@ -181,19 +181,25 @@ class Tokenizer:
         num_threads: int | None = None,
         progress: bool = True,
         text_field: str = "content",
+        include: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
     ) -> Tokenizer:
         """Learn a tokenizer from ``source``.
 
-        ``source`` is either texts or paths (the rule, also in ``docs/tokenizer.md``):
+        ``source`` follows the one input rule of :mod:`codekiln.corpus` (the same as
+        :func:`codekiln.data.pack`; also in ``docs/tokenizer.md``):
 
-        * a single ``str`` or :class:`os.PathLike` is one path: a file, a directory (searched
-          recursively for ``*.py``, ``*.txt``, ``*.jsonl``, ``*.jsonl.gz``, ``*.jsonl.zst``) or
-          a glob such as ``"data/**/*.py"``;
+        * a single ``str`` or :class:`os.PathLike` is one path: a file, a directory (walked
+          for the ``include`` patterns, by default :data:`codekiln.corpus.DEFAULT_INCLUDE`:
+          ``*.py``, ``*.jsonl[.gz|.zst]``, ``*.parquet``) or a glob such as
+          ``"data/**/*.py"``;
         * an iterable of :class:`os.PathLike` (e.g. :class:`pathlib.Path`) is a list of paths;
-        * an iterable of ``str`` is a list of texts (drained lazily in batches of ~4 MB).
+        * an iterable of ``str`` is a list of texts (drained lazily in batches of ~4 MB);
+        * dicts (and ``datasets`` objects) are records with their text under ``text_field``.
 
         ``.jsonl`` files hold one JSON document per line with its text under ``text_field``.
-        Files or lines that cannot be decoded are skipped and counted in :attr:`train_report`.
+        Files or lines that cannot be decoded, and files that are not regular files (FIFOs),
+        are skipped and counted in :attr:`train_report`.
 
         ``vocab_size`` counts the 256 bytes, the merges and the special tokens other than
         ``<N>``. If no pair occurs ``min_frequency`` times before that, fewer merges are learned:
@@ -222,7 +228,7 @@ class Tokenizer:
             raise ValueError(f"text_field must be a non-empty str, got {text_field!r}")
         num_merges = vocab_size - minimum
         merges, report = trainer.count_and_merge(
-            _sources.classify(source),
+            corpus.resolve(source, include=include, exclude=exclude, text_field=text_field),
             pattern=pattern,
             newline=newline == NEWLINE_TOKEN,
             text_field=text_field,
