@@ -48,6 +48,7 @@ def test_public_import() -> None:
 
 
 def test_doctests() -> None:
+    import codekiln._threads
     import codekiln.corpus
     import codekiln.tokenizer.core
     import codekiln.tokenizer.format
@@ -57,6 +58,7 @@ def test_doctests() -> None:
         codekiln.tokenizer.core,
         codekiln.tokenizer.stats,
         codekiln.corpus,
+        codekiln._threads,
         codekiln.tokenizer.format,
     )
     for module in modules:

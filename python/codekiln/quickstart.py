@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from codekiln._threads import THREADS_HELP
+
 if TYPE_CHECKING:  # imported lazily: the CLI imports this module to build its parser
     from collections.abc import Iterator
 
@@ -54,7 +56,7 @@ class QuickstartConfig:
     # Files the packer's split puts in "valid" (by a stable hash of their path) are kept out of
     # tokenizer training: the statistics and the model's validation loss use them.
     valid_fraction: float = 0.1
-    num_threads: int | None = None  # None: all CPUs
+    num_threads: int | None = None  # None: the CPUs this process may use
     progress: bool = True
 
 
@@ -223,7 +225,7 @@ def add_quickstart_command(sub: argparse._SubParsersAction) -> None:  # type: ig
         metavar="MB",
         help="cap on the training text in MiB",
     )
-    p.add_argument("--threads", type=int, default=None, metavar="N")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_quickstart)
 

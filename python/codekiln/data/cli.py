@@ -12,6 +12,7 @@ import json
 import pathlib
 import sys
 
+from codekiln._threads import THREADS_HELP
 from codekiln.corpus import add_include_exclude, include_exclude
 
 __all__ = ["add_data_commands"]
@@ -48,7 +49,7 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--dedup", choices=["exact", "near", "none"], default="exact")
     p.add_argument("--near-threshold", type=float, default=0.85, metavar="J")
     p.add_argument("--redact", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="default: all CPUs")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     p.add_argument("--shard-tokens", type=int, default=50_000_000, metavar="N")
     add_include_exclude(p)
     p.add_argument("--license-allow", nargs="+", default=[], metavar="LICENSE")

@@ -24,6 +24,7 @@ from typing import Any
 
 from codekiln import __version__, _core, corpus
 from codekiln._io import atomic_write_json
+from codekiln._threads import resolve_threads
 from codekiln.corpus import FileInput, Record, RecordInput, iter_file_records
 from codekiln.data.clean import python_syntax_ok
 from codekiln.data.config import FilterConfig, PackConfig
@@ -53,16 +54,6 @@ def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     except ValueError as e:
         raise PackError(f"{path}: not valid JSON ({e})") from None
-
-
-def _resolve_threads(n: int | None) -> int:
-    if n is None or n <= 0:
-        return (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1
-        )
-    return n
 
 
 def _verified_prefix(out_dir: str, old: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -176,7 +167,7 @@ def pack(
         )
     _clear_outputs(out, {sh["file"] for shards in kept.values() for sh in shards})
 
-    threads = _resolve_threads(cfg.num_threads)
+    threads = resolve_threads(cfg.num_threads)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

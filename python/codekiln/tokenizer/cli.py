@@ -14,6 +14,7 @@ import pathlib
 import sys
 from typing import Any
 
+from codekiln._threads import THREADS_HELP
 from codekiln.corpus import add_include_exclude, include_exclude
 from codekiln.tokenizer.core import Tokenizer, load_tokenizer
 from codekiln.tokenizer.format import ENDOFTEXT
@@ -43,7 +44,7 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
         choices=["<N>", "none"],
         help="'<N>': every newline is its own token (id 10); 'none': newline is a plain byte",
     )
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="default: all CPUs")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     p.add_argument("--min-frequency", type=int, default=2, metavar="N")
     p.add_argument(
         "--special",
@@ -87,7 +88,7 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     )
     add_include_exclude(p)
     p.add_argument("--text-field", default="content", metavar="F")
-    p.add_argument("--threads", type=int, default=None, metavar="N")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     p.add_argument("--longest", type=int, default=20, metavar="N", help="longest tokens to list")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_tokenizer_stats)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from codekiln import _core, corpus
 from codekiln._io import atomic_write
+from codekiln._threads import resolve_threads
 from codekiln.tokenizer import trainer
 from codekiln.tokenizer.format import (
     ENDOFTEXT,
@@ -48,12 +49,6 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
-
-
-def _resolve_threads(num_threads: int | None) -> int:
-    if num_threads is None:
-        return os.cpu_count() or 1
-    return _check_int("num_threads", num_threads, 1)
 
 
 def _check_config(pattern: str, newline: str | None) -> None:
@@ -204,7 +199,9 @@ class Tokenizer:
         ``vocab_size`` counts the 256 bytes, the merges and the special tokens other than
         ``<N>``. If no pair occurs ``min_frequency`` times before that, fewer merges are learned:
         a warning says so and :attr:`vocab_size` is the real, smaller size. Training is
-        deterministic and independent of ``num_threads`` (default: all CPUs).
+        deterministic and independent of ``num_threads``: ``None`` (default) is the CPUs this
+        process may use, ``N`` at most ``N`` cores busy including reading, capped to the CPU
+        count; 0 or less is a ``ValueError`` (see :mod:`codekiln._threads`).
 
         Raises ``FileNotFoundError`` for a missing input path and ``ValueError`` for a
         ``vocab_size`` below 256 + the special tokens or a corpus without any text.
@@ -223,7 +220,7 @@ class Tokenizer:
                 f"(256 byte tokens + {len(others)} special token(s))"
             )
         min_frequency = _check_int("min_frequency", min_frequency, 1)
-        threads = _resolve_threads(num_threads)
+        threads = resolve_threads(num_threads)
         if not isinstance(text_field, str) or not text_field:
             raise ValueError(f"text_field must be a non-empty str, got {text_field!r}")
         num_merges = vocab_size - minimum
@@ -381,6 +378,9 @@ class Tokenizer:
     ) -> list[list[int]]:
         """Encode many texts in parallel (GIL released); same result as :meth:`encode` each.
 
+        ``num_threads``: ``None`` (default) is the CPUs this process may use; never more
+        threads than CPUs or than texts.
+
         >>> tok = Tokenizer.from_merges([], special_tokens=[])
         >>> tok.encode_batch(["a", "bc"])
         [[97], [98, 99]]
@@ -392,7 +392,8 @@ class Tokenizer:
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] must be str, not {type(text).__name__}")
         allowed = self._allowed(allowed_special)
-        return self._encoder.encode_batch(texts, allowed, _resolve_threads(num_threads))
+        threads = resolve_threads(num_threads, work_items=len(texts))
+        return self._encoder.encode_batch(texts, allowed, threads)
 
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
         if hasattr(ids, "tolist"):  # numpy arrays, torch tensors

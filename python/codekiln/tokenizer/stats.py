@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from codekiln import corpus
+from codekiln._threads import resolve_threads
 from codekiln.tokenizer.core import Tokenizer
 
 __all__ = ["KeywordStat", "TokenizerStats", "compute_stats", "keyword_stats"]
@@ -164,6 +165,7 @@ def compute_stats(
     import numpy as np
     from tqdm import tqdm
 
+    threads = resolve_threads(num_threads)
     resolved = corpus.resolve(source, include=include, exclude=exclude, text_field=text_field)
     report = corpus.ReadReport()
     report.add_skipped_files(resolved.skipped)
@@ -172,7 +174,7 @@ def compute_stats(
     documents = n_bytes = n_tokens = 0
     with tqdm(disable=not progress, desc="encoding", unit="doc", leave=False) as bar:
         for batch in _batches(texts):
-            encoded = tok.encode_batch(batch, num_threads=num_threads)
+            encoded = tok.encode_batch(batch, num_threads=threads)
             flat = np.fromiter((i for ids in encoded for i in ids), dtype=np.int64)
             counts += np.bincount(flat, minlength=tok.vocab_size)
             n_tokens += len(flat)
