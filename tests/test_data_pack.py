@@ -486,3 +486,16 @@ def test_bom_and_json_array_files(tmp_path, tok, docs, syntax) -> None:
     array.write_text(json.dumps([{"content": t} for t in texts], indent=2))
     with pytest.raises((OSError, ValueError), match=r"rows\.json: a JSON array, not JSON lines"):
         pack([array], tok, tmp_path / "array-out", cfg, progress=False)
+
+
+def test_leftover_temporary_files_are_cleared(tmp_path, tok, docs) -> None:
+    """A kill -9 during an atomic write (codekiln._io) leaves `.NAME.<pid>.<hex>.tmp`; the next
+    pack into the directory removes them (and nothing else)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    left = [".MANIFEST.json.123.abcd1234.tmp", ".tokenizer.json.123.abcd1234.tmp"]
+    for name in [*left, "notes.txt"]:
+        (out / name).write_text("x")
+    pack([[d["content"] for d in docs[:3]]], tok, out, raw_config(), progress=False)
+    assert not [n for n in left if (out / n).exists()]
+    assert (out / "notes.txt").exists()

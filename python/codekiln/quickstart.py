@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import pathlib
 import sysconfig
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from codekiln._io import atomic_write_json
 from codekiln._threads import THREADS_HELP
 
 if TYPE_CHECKING:  # imported lazily: the CLI imports this module to build its parser
@@ -140,9 +140,8 @@ def _step_stats(cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str
     source = res.holdout_files or res.train_files
     stats = compute_stats(res.tokenizer, source, num_threads=cfg.num_threads, longest=10)
     res.stats = stats
-    with open(os.path.join(cfg.out_dir, "tokenizer_stats.json"), "w", encoding="utf-8") as f:
-        json.dump(stats.to_dict(), f, indent=1, ensure_ascii=False)
-        f.write("\n")
+    path = os.path.join(cfg.out_dir, "tokenizer_stats.json")
+    atomic_write_json(path, stats.to_dict(), ensure_ascii=False)
     log("statistics on the held-out files:")
     log(stats.format())
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from codekiln import __version__, _core, corpus
-from codekiln._io import atomic_write_json
+from codekiln._io import atomic_write_json, is_temp_file
 from codekiln._threads import resolve_threads
 from codekiln.corpus import FileInput, Record, RecordInput, iter_file_records
 from codekiln.data.clean import python_syntax_ok
@@ -80,12 +80,13 @@ def _verified_prefix(out_dir: str, old: dict[str, Any]) -> dict[str, list[dict[s
 
 
 def _clear_outputs(out_dir: str, keep: set[str]) -> None:
+    """Delete the shards not kept and what interrupted writes left behind: the Rust writer's
+    ``*.bin.tmp`` and the temporary files of :mod:`codekiln._io` (manifest, tokenizer)."""
     for name in os.listdir(out_dir):
         if name in keep:
             continue
-        if name.endswith((".bin", ".bin.tmp", ".json.tmp")) and name.startswith(
-            (*SPLITS, "MANIFEST")
-        ):
+        shard = name.endswith((".bin", ".bin.tmp")) and name.startswith(SPLITS)
+        if shard or is_temp_file(name, MANIFEST) or is_temp_file(name, "tokenizer.json"):
             os.remove(os.path.join(out_dir, name))
 
 
