@@ -48,6 +48,7 @@ def test_public_import() -> None:
 
 
 def test_doctests() -> None:
+    import codekiln._readers
     import codekiln._threads
     import codekiln.corpus
     import codekiln.tokenizer.core
@@ -59,6 +60,7 @@ def test_doctests() -> None:
         codekiln.tokenizer.stats,
         codekiln.corpus,
         codekiln._threads,
+        codekiln._readers,
         codekiln.tokenizer.format,
     )
     for module in modules:

@@ -137,7 +137,7 @@ def test_text_field(tmp_path: pathlib.Path) -> None:
 
 
 def test_bom_and_json_array_like_the_rust_reader(tmp_path: pathlib.Path) -> None:
-    from codekiln.corpus import iter_documents
+    from codekiln._readers import iter_documents
 
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b"\xef\xbb\xbf" + (json.dumps({"content": "abcabc abcabc"}) + "\n").encode())

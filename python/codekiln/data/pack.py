@@ -24,8 +24,9 @@ from typing import Any
 
 from codekiln import __version__, _core, corpus
 from codekiln._io import atomic_write_json, is_temp_file
+from codekiln._readers import Record, iter_file_records
 from codekiln._threads import resolve_threads
-from codekiln.corpus import FileInput, Record, RecordInput, iter_file_records
+from codekiln.corpus import FileInput, RecordInput
 from codekiln.data.clean import python_syntax_ok
 from codekiln.data.config import FilterConfig, PackConfig
 from codekiln.data.shards import ShardError, read_header, sha256_file

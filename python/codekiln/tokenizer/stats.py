@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from codekiln import corpus
+from codekiln import _readers, corpus
 from codekiln._threads import resolve_threads
 from codekiln.tokenizer.core import Tokenizer
 
@@ -128,13 +128,13 @@ def keyword_stats(tok: Tokenizer, keywords: list[str] | None = None) -> list[Key
 
 
 def _documents(
-    resolved: corpus.Corpus, text_field: str, report: corpus.ReadReport
+    resolved: corpus.Corpus, text_field: str, report: _readers.ReadReport
 ) -> Iterator[str]:
     for run in resolved.runs():
         if isinstance(run, corpus.RecordInput):
             yield from run.texts(report)
         else:
-            yield from corpus.iter_documents([f.path for f in run], text_field, report)
+            yield from _readers.iter_documents([f.path for f in run], text_field, report)
 
 
 def _batches(texts: Iterator[str]) -> Iterator[list[str]]:
@@ -167,7 +167,7 @@ def compute_stats(
 
     threads = resolve_threads(num_threads)
     resolved = corpus.resolve(source, include=include, exclude=exclude, text_field=text_field)
-    report = corpus.ReadReport()
+    report = _readers.ReadReport()
     report.add_skipped_files(resolved.skipped)
     texts = _documents(resolved, text_field, report)
     counts = np.zeros(tok.vocab_size, dtype=np.int64)

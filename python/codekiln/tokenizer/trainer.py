@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from codekiln import _core
-from codekiln.corpus import Corpus, FileInput, ReadReport, RecordInput, batched_texts
+from codekiln._readers import ReadReport, batched_texts
+from codekiln.corpus import Corpus, FileInput, RecordInput
 
 # Texts are handed to the Rust counter in batches of about this many characters: big enough
 # that the per-call overhead and the GIL hand-offs vanish, small enough to bound the memory of
