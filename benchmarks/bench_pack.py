@@ -133,10 +133,10 @@ def baseline_nanogpt(files: list[pathlib.Path], tok: Tokenizer, work: pathlib.Pa
 
 
 CHILD = """
-import sys, time
+import pathlib, sys, time
 from codekiln.data import PackConfig, pack
 t = time.perf_counter()
-m = pack(sys.argv[3:], sys.argv[1], sys.argv[2], PackConfig(num_threads=2), progress=False, overwrite=True)
+m = pack([pathlib.Path(p) for p in sys.argv[3:]], sys.argv[1], sys.argv[2], PackConfig(num_threads=2), progress=False, overwrite=True)
 secs = time.perf_counter() - t
 # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, inherited at fork).
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))

@@ -248,3 +248,32 @@ def test_installed_entry_point(tok_file: pathlib.Path) -> None:
     )
     assert run.returncode == 1
     assert run.stderr == "codekiln: error: input path not found: /nonexistent\n"
+
+
+def test_one_tokenizer_loader_for_every_command(
+    tok_file: pathlib.Path, corpus: pathlib.Path, tmp_path: pathlib.Path, capsys
+) -> None:
+    """`--tokenizer` is read by codekiln.tokenizer.load_tokenizer in every group: the same
+    errors, and a directory holding tokenizer.json (a pack) works everywhere."""
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    out = str(tmp_path / "packed")
+    commands = [
+        ["tokenizer", "info", "--tokenizer"],
+        ["tokenizer", "stats", "--input", str(corpus), "--tokenizer"],
+        ["data", "pack", "--input", str(corpus), "--out", out, "--no-progress", "--tokenizer"],
+    ]
+    for cmd in commands:
+        assert main([*cmd, str(bad)]) == 1
+        assert "bad.json: not valid JSON, the file is corrupt or truncated" in error_line(capsys)
+        assert main([*cmd, str(tmp_path / "none.json")]) == 1
+        assert (
+            error_line(capsys)
+            == f"codekiln: error: No such file or directory: {tmp_path / 'none.json'}"
+        )
+        assert main([*cmd, str(tmp_path)]) == 1
+        assert "a directory without tokenizer.json" in error_line(capsys)
+    assert main([*commands[2], str(tok_file), "--filters", "none"]) == 0
+    capsys.readouterr()
+    for cmd in commands[:2]:
+        assert main([*cmd, out]) == 0  # the pack directory holds tokenizer.json

@@ -63,7 +63,7 @@ def progress(documents, nbytes):
     seen[0] = nbytes
 print("ready", flush=True)
 try:
-    pack([sys.argv[1]], Tokenizer.from_merges([]), sys.argv[2], PackConfig(), progress=progress)
+    pack(sys.argv[1], Tokenizer.from_merges([]), sys.argv[2], PackConfig(), progress=progress)
 except KeyboardInterrupt:
     print("interrupted after", seen[0], flush=True)
     sys.exit(3)

@@ -170,7 +170,7 @@ import sys, time
 from codekiln.data import pack, PackConfig, FilterConfig
 cfg = PackConfig(filters=FilterConfig.none(), valid_fraction=0.25, shard_tokens=3000,
                  batch_bytes=2000, num_threads=2)
-pack([sys.argv[1]], sys.argv[2], sys.argv[3], cfg,
+pack(sys.argv[1], sys.argv[2], sys.argv[3], cfg,
      progress=lambda docs, nbytes: time.sleep(0.05))
 """
 
@@ -321,7 +321,7 @@ def test_inputs_dirs_globs_parquet_datasets_zst(tmp_path, tok, docs):
 
     cfg = raw_config(exclude=("test_*",))
     m = pack(
-        [src, zst, tmp_path / "stack.parquet", hf, hf_stream, str(tmp_path / "g" / "*.jsonl.gz")],
+        [src, zst, tmp_path / "stack.parquet", hf, hf_stream, tmp_path / "g" / "*.jsonl.gz"],
         tok,
         tmp_path / "out",
         cfg,
@@ -436,13 +436,14 @@ def test_unencodable_records_are_counted_not_fatal(tmp_path, tok):
 
 
 def test_directory_without_matching_files_is_a_clear_error(tmp_path) -> None:
-    from codekiln.data.sources import resolve_inputs
+    from codekiln.corpus import resolve
 
     (tmp_path / "a.jsonl").write_text('{"content": "x = 1\\n"}\n')
     with pytest.raises(FileNotFoundError, match=r"no file matching include=\['\*\.py'\]"):
-        resolve_inputs([str(tmp_path)], include=("*.py",), exclude=(), text_field="content")
-    found = resolve_inputs([str(tmp_path)], include=("*.jsonl",), exclude=(), text_field="content")
-    assert len(found) == 1
+        resolve(tmp_path, include=("*.py",), exclude=(), text_field="content")
+    assert len(resolve(tmp_path).inputs) == 1  # JSON lines are in the default include
+    found = resolve(str(tmp_path), include=("*.jsonl",), exclude=(), text_field="content")
+    assert len(found.inputs) == 1
 
 
 def test_records_given_directly_as_inputs(tmp_path, tok, docs) -> None:
@@ -456,9 +457,15 @@ def test_records_given_directly_as_inputs(tmp_path, tok, docs) -> None:
     pack(mixed, tok, tmp_path / "mixed", raw_config(), progress=False)
     assert decode_all(tmp_path / "mixed", "train", tok) == want[:4]
     (tmp_path / "a.py").write_text(want[4])
-    paths = (str(p) for p in [tmp_path / "a.py"])  # a generator of paths stays paths
+    # An iterable of str is texts; one that names existing files was meant as paths (what
+    # older versions read it as): a clear error says to pass pathlib.Path objects.
+    with pytest.raises(ValueError, match=r"to read files pass pathlib\.Path"):
+        pack((str(p) for p in [tmp_path / "a.py"]), tok, tmp_path / "strs", raw_config())
+    paths = (p for p in [tmp_path / "a.py"])  # a generator of paths is paths
     pack(paths, tok, tmp_path / "paths", raw_config(), progress=False)
     assert decode_all(tmp_path / "paths", "train", tok) == [want[4]]
+    pack(str(tmp_path / "a.py"), tok, tmp_path / "one", raw_config(), progress=False)
+    assert decode_all(tmp_path / "one", "train", tok) == [want[4]]  # one str is a path
     with pytest.raises(TypeError, match="one record"):
         pack({"content": want[0]}, tok, tmp_path / "one", raw_config(), progress=False)
 
@@ -479,3 +486,16 @@ def test_bom_and_json_array_files(tmp_path, tok, docs, syntax) -> None:
     array.write_text(json.dumps([{"content": t} for t in texts], indent=2))
     with pytest.raises((OSError, ValueError), match=r"rows\.json: a JSON array, not JSON lines"):
         pack([array], tok, tmp_path / "array-out", cfg, progress=False)
+
+
+def test_leftover_temporary_files_are_cleared(tmp_path, tok, docs) -> None:
+    """A kill -9 during an atomic write (codekiln._io) leaves `.NAME.<pid>.<hex>.tmp`; the next
+    pack into the directory removes them (and nothing else)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    left = [".MANIFEST.json.123.abcd1234.tmp", ".tokenizer.json.123.abcd1234.tmp"]
+    for name in [*left, "notes.txt"]:
+        (out / name).write_text("x")
+    pack([[d["content"] for d in docs[:3]]], tok, out, raw_config(), progress=False)
+    assert not [n for n in left if (out / n).exists()]
+    assert (out / "notes.txt").exists()

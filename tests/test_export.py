@@ -6,14 +6,14 @@ import pathlib
 
 import pytest
 from codekiln import Tokenizer
-from codekiln.export import (
+from codekiln.quickstart import stdlib_files
+from codekiln.tokenizer.interop import (
     ExportError,
     load_tiktoken,
     save_tiktoken,
     to_huggingface,
     to_tiktoken,
 )
-from codekiln.quickstart import stdlib_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

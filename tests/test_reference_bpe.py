@@ -125,9 +125,9 @@ def test_rust_trainer_matches_reference_on_any_text(corpus: list[str], num_merge
 def test_rust_trainer_matches_reference_on_python_source() -> None:
     import inspect
 
-    import codekiln.tokenizer
+    import codekiln.tokenizer.core
 
-    corpus = [inspect.getsource(codekiln.tokenizer)]
+    corpus = [inspect.getsource(codekiln.tokenizer.core)]
     pieces = ref_pieces(corpus, "code", True)
     assert rust_train(corpus, "code", True, 120, 2) == ref.train(pieces, 120, 2)
 

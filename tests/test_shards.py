@@ -9,7 +9,7 @@ import pytest
 import torch
 from codekiln import Tokenizer
 from codekiln.data import BlockSampler, FilterConfig, PackConfig, PackedDataset, pack
-from codekiln.shards import HEADER_BYTES, MAGIC, Shard, ShardError, read_header
+from codekiln.data.shards import HEADER_BYTES, MAGIC, Shard, ShardError, read_header
 from data_helpers import make_docs
 
 

@@ -48,11 +48,22 @@ def test_public_import() -> None:
 
 
 def test_doctests() -> None:
-    import codekiln._sources
-    import codekiln._tokenizer_file
-    import codekiln.stats
+    import codekiln._readers
+    import codekiln._threads
+    import codekiln.corpus
+    import codekiln.tokenizer.core
+    import codekiln.tokenizer.format
+    import codekiln.tokenizer.stats
 
-    for module in (codekiln.tokenizer, codekiln.stats, codekiln._sources, codekiln._tokenizer_file):
+    modules = (
+        codekiln.tokenizer.core,
+        codekiln.tokenizer.stats,
+        codekiln.corpus,
+        codekiln._threads,
+        codekiln._readers,
+        codekiln.tokenizer.format,
+    )
+    for module in modules:
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__
         assert result.attempted > 0, module.__name__

@@ -10,7 +10,7 @@ import pathlib
 import pytest
 import reference_bpe as ref
 from codekiln import Tokenizer, _core
-from codekiln._sources import classify, expand_paths
+from codekiln.corpus import DEFAULT_INCLUDE, resolve
 from codekiln.quickstart import stdlib_files
 
 TEXTS = [
@@ -56,6 +56,8 @@ def corpus_dir(tmp_path: pathlib.Path) -> pathlib.Path:
         f.write(json.dumps({"content": TEXTS[0]}) + "\n")
     (tmp_path / "pkg" / "bad.py").write_bytes(b"x = '\xff\xfe'\n")  # not UTF-8: skipped
     (tmp_path / "pkg" / "notes.md").write_text("ignored: not a corpus suffix")
+    (tmp_path / "pkg" / "node_modules").mkdir()
+    (tmp_path / "pkg" / "node_modules" / "n.py").write_text("ignored = 2\n")
     (tmp_path / "pkg" / ".hidden").mkdir()
     (tmp_path / "pkg" / ".hidden" / "h.py").write_text("ignored = 1\n")
     return tmp_path / "pkg"
@@ -64,36 +66,56 @@ def corpus_dir(tmp_path: pathlib.Path) -> pathlib.Path:
 # ------------------------------------------------------------------------ sources
 
 
+def paths(source: object, **kwargs: object) -> list[str]:
+    return [i.path for i in resolve(source, **kwargs).inputs]  # type: ignore[arg-type]
+
+
+def texts(source: object) -> list[object]:
+    return [t for i in resolve(source).inputs for t in i.source]
+
+
 def test_source_rule_texts_vs_paths(corpus_dir: pathlib.Path) -> None:
     a = str(corpus_dir / "a.py")
-    assert classify(a).paths == [a]  # a single str is a path
-    assert classify(pathlib.Path(a)).paths == [a]
-    assert list(classify([a]).texts) == [a]  # a list of str is texts
-    assert classify([pathlib.Path(a)]).paths == [a]
-    assert list(classify(t for t in ["x", "y"]).texts) == ["x", "y"]
-    with pytest.raises(TypeError, match="either all paths"):
-        classify([pathlib.Path(a), a])
-    with pytest.raises(TypeError, match="either all texts"):
-        list(classify([a, pathlib.Path(a)]).texts)
+    assert paths(a) == [a]  # a single str is a path
+    assert paths(pathlib.Path(a)) == [a]
+    assert texts(["x = 1", "y = 2"]) == ["x = 1", "y = 2"]  # a list of str is texts
+    assert paths([pathlib.Path(a)]) == [a]
+    assert texts(t for t in ["x", "y"]) == ["x", "y"]
+    with pytest.raises(TypeError, match=r"item 1 is a str, which is a text.*pathlib\.Path"):
+        resolve([pathlib.Path(a), a])
+    with pytest.raises(TypeError, match=r"item 0 is a str.*pathlib\.Path"):
+        resolve([a, pathlib.Path(a)])
+    with pytest.raises(TypeError, match="item 1 is a path but item 0 is a text"):
+        texts(iter(["x", pathlib.Path(a)]))
+    # A str that names an existing file is a text by the rule, but surely meant as a path.
+    for source in ([a], iter([a]), [f"{corpus_dir}/*.py", "x"]):
+        with pytest.raises(ValueError, match=r"names existing files: to read files pass pathlib"):
+            resolve(source)
     with pytest.raises(TypeError, match="not bytes"):
-        classify(b"abc")
+        resolve(b"abc")
     with pytest.raises(TypeError, match="not int"):
-        classify(3)
+        resolve(3)
 
 
 def test_directory_walk_and_globs(corpus_dir: pathlib.Path) -> None:
-    names = [pathlib.Path(p).name for p in expand_paths([corpus_dir])]
-    assert names == ["a.py", "bad.py", "c.jsonl", "d.jsonl.gz", "b.txt"]
-    assert [pathlib.Path(p).name for p in expand_paths([f"{corpus_dir}/**/*.txt"])] == ["b.txt"]
+    # Default include: Python and corpus dumps; hidden, __pycache__ and node_modules skipped.
+    names = [pathlib.Path(p).name for p in paths(corpus_dir)]
+    assert names == ["a.py", "bad.py", "c.jsonl", "d.jsonl.gz"]
+    assert "*.txt" not in DEFAULT_INCLUDE
+    wider = paths(corpus_dir, include=[*DEFAULT_INCLUDE, "*.txt"], exclude=["bad.py"])
+    assert [pathlib.Path(p).name for p in wider] == ["a.py", "c.jsonl", "d.jsonl.gz", "b.txt"]
+    assert paths(corpus_dir, include=["*.py"], exclude=["sub"]) == paths(corpus_dir / "*.py")
+    assert [pathlib.Path(p).name for p in paths(f"{corpus_dir}/**/*.txt")] == ["b.txt"]
     # An explicitly named file is read whatever its suffix; duplicates are read once.
     md = corpus_dir / "notes.md"
-    assert expand_paths([md, md, corpus_dir / "a.py"]) == [str(md), str(corpus_dir / "a.py")]
+    assert paths([md, md, corpus_dir / "a.py"]) == [str(md), str(corpus_dir / "a.py")]
+    assert len(paths([corpus_dir, corpus_dir / "a.py"])) == 4
     with pytest.raises(FileNotFoundError, match="no files match"):
-        expand_paths([f"{corpus_dir}/*.rs"])
+        resolve(f"{corpus_dir}/*.rs")
 
 
 def test_train_on_files_reads_every_kind_and_counts_skips(corpus_dir: pathlib.Path) -> None:
-    tok = train(corpus_dir)
+    tok = train(corpus_dir, include=[*DEFAULT_INCLUDE, "*.txt"])
     r = tok.train_report
     assert r is not None
     assert r["files"] == 5 and r["skipped_files"] == 1  # files counts skipped ones too
@@ -115,7 +137,7 @@ def test_text_field(tmp_path: pathlib.Path) -> None:
 
 
 def test_bom_and_json_array_like_the_rust_reader(tmp_path: pathlib.Path) -> None:
-    from codekiln._sources import iter_documents
+    from codekiln._readers import iter_documents
 
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b"\xef\xbb\xbf" + (json.dumps({"content": "abcabc abcabc"}) + "\n").encode())
@@ -142,7 +164,7 @@ def test_empty_corpus_is_an_error(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ValueError, match="empty corpus"):
         train(["", ""])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="empty corpus: no input files"):
+    with pytest.raises(FileNotFoundError, match=r"no file matching include=\['\*\.py'"):
         train(tmp_path / "empty")
     (tmp_path / "bad.py").write_bytes(b"\xff\xfe\xfd")
     with pytest.raises(ValueError, match="empty corpus"):
@@ -182,7 +204,7 @@ def test_too_few_pairs_warns_and_shrinks_the_vocabulary() -> None:
 
 
 def test_generator_source_is_drained_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    import codekiln._training as training_module
+    import codekiln.tokenizer.trainer as training_module
 
     monkeypatch.setattr(training_module, "TEXT_BATCH_CHARS", 100)
     calls = []
@@ -210,7 +232,7 @@ def test_progress_bars(capsys: pytest.CaptureFixture[str], corpus_dir: pathlib.P
     train(TEXTS, progress=True)
     err = capsys.readouterr().err
     assert "counting" in err and "merging" in err
-    train(corpus_dir, progress=True)
+    train(corpus_dir, progress=True, vocab_size=270)
     assert "reading" in capsys.readouterr().err
     train(TEXTS, progress=False)
     assert capsys.readouterr().err == ""

@@ -3,7 +3,10 @@
 The pieces, each importable on its own:
 
 * :class:`codekiln.Tokenizer` -- byte-level BPE with a Rust core (train, encode, decode, export);
-* :mod:`codekiln.data` -- corpus reading, cleaning, deduplication and the shard packer;
+  the package :mod:`codekiln.tokenizer` also holds its statistics, interop and CLI;
+* :mod:`codekiln.corpus` -- what an input is (paths, texts, records; the directory walk), one
+  rule for the tokenizer, its statistics and the packer;
+* :mod:`codekiln.data` -- cleaning, deduplication, the shard packer and shard reading;
 * :mod:`codekiln.model` and :mod:`codekiln.kernels` -- the GPT model and its Triton attention;
 * :mod:`codekiln.train` -- training (``codekiln train``), :mod:`codekiln.checkpoint` -- run
   directories, :func:`codekiln.load` and :mod:`codekiln.generate` -- completions.

@@ -26,7 +26,7 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write", "atomic_write_json", "fsync_dir"]
+__all__ = ["atomic_path", "atomic_write", "atomic_write_json", "fsync_dir", "is_temp_file"]
 
 
 def _resolve(path: str | os.PathLike[str]) -> str:
@@ -40,6 +40,16 @@ def _temp_name(path: str) -> str:
     return os.path.join(
         directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     )
+
+
+def is_temp_file(name: str, final: str) -> bool:
+    """Whether the directory entry ``name`` is a temporary file of a write to ``final`` (a
+    base name) that never finished (left by a ``kill -9``); safe to delete when no writer runs.
+
+    >>> is_temp_file(os.path.basename(_temp_name("MANIFEST.json")), "MANIFEST.json")
+    True
+    """
+    return name.startswith(f".{final}.") and name.endswith(".tmp")
 
 
 def fsync_dir(directory: str | os.PathLike[str]) -> None:

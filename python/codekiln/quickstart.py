@@ -16,8 +16,8 @@ an untrained model guesses uniformly) to well under 1/50 of that.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
-import json
 import os
 import pathlib
 import sysconfig
@@ -26,20 +26,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from codekiln._io import atomic_write_json
+from codekiln._threads import THREADS_HELP
+
 if TYPE_CHECKING:  # imported lazily: the CLI imports this module to build its parser
     from collections.abc import Iterator
 
-    from codekiln.stats import TokenizerStats
     from codekiln.tokenizer import Tokenizer
+    from codekiln.tokenizer.stats import TokenizerStats
     from codekiln.train import TrainResult
 
-__all__ = ["QuickstartConfig", "QuickstartResult", "run_quickstart", "stdlib_files"]
+__all__ = [
+    "QuickstartConfig",
+    "QuickstartResult",
+    "add_quickstart_command",
+    "run_quickstart",
+    "stdlib_files",
+]
 
 # Directories of the standard library that are not ordinary library code: installed packages
-# and the test suites (which also hold deliberately broken and non-UTF-8 files).
-_EXCLUDED_DIRS = frozenset(
-    {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
-)
+# and the test suites (which also hold deliberately broken and non-UTF-8 files). Extra
+# excludes for the shared walker (which already skips hidden directories and __pycache__).
+STDLIB_EXCLUDE = ("site-packages", "dist-packages", "test", "tests", "idle_test")
 
 
 @dataclass
@@ -52,7 +60,7 @@ class QuickstartConfig:
     # Files the packer's split puts in "valid" (by a stable hash of their path) are kept out of
     # tokenizer training: the statistics and the model's validation loss use them.
     valid_fraction: float = 0.1
-    num_threads: int | None = None  # None: all CPUs
+    num_threads: int | None = None  # None: the CPUs this process may use
     progress: bool = True
     # ---- training the tiny model (0 steps: stop after packing)
     train_steps: int = 400
@@ -91,17 +99,14 @@ class QuickstartResult:
 def stdlib_files(root: str | os.PathLike[str] | None = None) -> list[pathlib.Path]:
     """The ``.py`` files of the standard library (no installed packages, no test suites), in
     a fixed pseudo-random order (by SHA-256 of the relative path), so that any prefix is a
-    varied sample."""
+    varied sample. Found by the shared directory walker (:func:`codekiln.corpus.walk`) with
+    :data:`STDLIB_EXCLUDE` as extra excludes."""
+    from codekiln.corpus import walk
+
     base = pathlib.Path(root if root is not None else sysconfig.get_paths()["stdlib"])
-    found = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = [d for d in dirnames if d not in _EXCLUDED_DIRS and not d.startswith(".")]
-        found.extend(pathlib.Path(dirpath, f) for f in filenames if f.endswith(".py"))
-
-    def key(p: pathlib.Path) -> str:
-        return hashlib.sha256(p.relative_to(base).as_posix().encode()).hexdigest()
-
-    return sorted(found, key=key)
+    found, _ = walk(base, include=("*.py",), exclude=STDLIB_EXCLUDE)
+    found.sort(key=lambda rel: hashlib.sha256(rel.encode()).hexdigest())
+    return [base / rel for rel in found]
 
 
 def _step_corpus(cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str], None]) -> None:
@@ -149,15 +154,14 @@ def _step_tokenizer(
 
 
 def _step_stats(cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str], None]) -> None:
-    from codekiln.stats import compute_stats
+    from codekiln.tokenizer.stats import compute_stats
 
     assert res.tokenizer is not None
     source = res.holdout_files or res.train_files
     stats = compute_stats(res.tokenizer, source, num_threads=cfg.num_threads, longest=10)
     res.stats = stats
-    with open(os.path.join(cfg.out_dir, "tokenizer_stats.json"), "w", encoding="utf-8") as f:
-        json.dump(stats.to_dict(), f, indent=1, ensure_ascii=False)
-        f.write("\n")
+    path = os.path.join(cfg.out_dir, "tokenizer_stats.json")
+    atomic_write_json(path, stats.to_dict(), ensure_ascii=False)
     log("statistics on the held-out files:")
     log(stats.format())
 
@@ -315,3 +319,64 @@ def run_quickstart(
         step(cfg, res, log)
         res.seconds[name] = round(time.perf_counter() - start, 3)
     return res
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def add_quickstart_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    d = QuickstartConfig()
+    p = sub.add_parser(
+        "quickstart",
+        help="the whole path on this Python's standard library: tokenizer, shards, a tiny "
+        "model trained, plotted and sampled",
+    )
+    p.add_argument("--out-dir", default=d.out_dir, metavar="DIR")
+    p.add_argument("--vocab-size", type=int, default=d.vocab_size, metavar="N")
+    p.add_argument(
+        "--max-mb",
+        type=float,
+        default=d.max_bytes / 2**20,
+        metavar="MB",
+        help="cap on the training text in MiB",
+    )
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
+    p.add_argument(
+        "--train-steps",
+        type=int,
+        default=d.train_steps,
+        metavar="N",
+        help=f"training steps (default {d.train_steps}; more for a better model, 0 to stop "
+        "after packing)",
+    )
+    p.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N")
+    p.add_argument("--block-size", type=int, default=d.block_size, metavar="N")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, metavar="LR")
+    p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=d.seed, metavar="S")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_quickstart)
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    if args.max_mb <= 0:
+        raise ValueError(f"--max-mb must be positive, got {args.max_mb}")
+    cfg = QuickstartConfig(
+        out_dir=args.out_dir,
+        vocab_size=args.vocab_size,
+        max_bytes=int(args.max_mb * 2**20),
+        num_threads=args.threads,
+        progress=not args.no_progress,
+        train_steps=args.train_steps,
+        batch_size=args.batch_size,
+        block_size=args.block_size,
+        learning_rate=args.learning_rate,
+        device=args.device,
+        seed=args.seed,
+    )
+    for flag in ("train_steps", "batch_size", "block_size"):
+        value = getattr(args, flag)
+        if value < (0 if flag == "train_steps" else 1):
+            raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {value}")
+    run_quickstart(cfg)
+    return 0

@@ -29,7 +29,7 @@ from codekiln.data.config import FilterConfig, PackConfig
 from codekiln.data.dataset import BlockSampler, PackedDataset
 from codekiln.data.inspect import inspect_pack
 from codekiln.data.pack import PackError, load_manifest, pack
-from codekiln.shards import ShardError
+from codekiln.data.shards import ShardError
 
 __all__ = [
     "BlockSampler",

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 from codekiln import _core
+from codekiln._threads import resolve_threads
 from codekiln.data.config import FilterConfig, PythonSyntax
 
 __all__ = [
@@ -113,15 +114,18 @@ def find_near_duplicates(
     threshold: float = 0.85,
     num_perm: int = 128,
     ngram: int = 5,
-    num_threads: int = 1,
+    num_threads: int | None = None,
 ) -> list[tuple[int, int, float]]:
     """Near-duplicates among ``texts``, in order: ``(duplicate, kept, estimated_jaccard)``
     for each text whose MinHash-estimated Jaccard similarity (word ``ngram`` shingles) with an
-    earlier kept text reaches ``threshold``.
+    earlier kept text reaches ``threshold``. ``num_threads``: ``None`` (default) is the CPUs
+    this process may use (the result does not depend on it).
 
     >>> a = "".join(f"x_{i} = f({i})\\n" for i in range(100))
     >>> dups = find_near_duplicates([a, a.replace("x_5 ", "y_5 "), "something else entirely"])
     >>> [(dup, kept) for dup, kept, _ in dups]
     [(1, 0)]
     """
-    return _core.find_near_duplicates(list(texts), threshold, num_perm, ngram, num_threads)
+    texts = list(texts)
+    threads = resolve_threads(num_threads, work_items=len(texts))
+    return _core.find_near_duplicates(texts, threshold, num_perm, ngram, threads)

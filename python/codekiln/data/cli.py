@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import sys
+
+from codekiln._threads import THREADS_HELP
+from codekiln.corpus import add_include_exclude, include_exclude
 
 __all__ = ["add_data_commands"]
 
@@ -30,7 +34,8 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         nargs="+",
         required=True,
         metavar="PATH",
-        help="directories, files (.py, .jsonl[.gz|.zst], .parquet, ...) or globs",
+        help="directories (walked for --include), files (.py, .jsonl[.gz|.zst], .parquet, "
+        "...) or globs",
     )
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--valid-fraction", type=float, default=0.01, metavar="F")
@@ -44,10 +49,9 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--dedup", choices=["exact", "near", "none"], default="exact")
     p.add_argument("--near-threshold", type=float, default=0.85, metavar="J")
     p.add_argument("--redact", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="default: all CPUs")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     p.add_argument("--shard-tokens", type=int, default=50_000_000, metavar="N")
-    p.add_argument("--include", nargs="+", default=["*.py"], metavar="GLOB")
-    p.add_argument("--exclude", nargs="+", default=[], metavar="GLOB")
+    add_include_exclude(p)
     p.add_argument("--license-allow", nargs="+", default=[], metavar="LICENSE")
     p.add_argument(
         "--python-syntax",
@@ -72,7 +76,9 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def _pack(args: argparse.Namespace) -> int:
     from codekiln.data import FilterConfig, PackConfig, pack
+    from codekiln.tokenizer import load_tokenizer
 
+    tok = load_tokenizer(args.tokenizer)
     filters = FilterConfig() if args.filters == "default" else FilterConfig.none()
     filters.license_allow = tuple(args.license_allow)
     filters.python_syntax = args.python_syntax
@@ -85,12 +91,11 @@ def _pack(args: argparse.Namespace) -> int:
         shard_tokens=args.shard_tokens,
         num_threads=args.threads,
         text_field=args.text_field,
-        include=tuple(args.include),
-        exclude=tuple(args.exclude),
+        **include_exclude(args),
     )
     m = pack(
-        args.input,
-        args.tokenizer,
+        [pathlib.Path(p) for p in args.input],
+        tok,
         args.out,
         cfg,
         overwrite=args.overwrite,

@@ -6,6 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from codekiln._threads import resolve_threads
+from codekiln.corpus import DEFAULT_INCLUDE
+
 __all__ = ["FilterConfig", "PackConfig"]
 
 PythonSyntax = Literal["off", "py3", "py2-or-py3"]
@@ -83,13 +86,17 @@ class PackConfig:
     """Tokens per shard (a shard closes before it would exceed this; a longer document gets a
     shard of its own)."""
     num_threads: int | None = None
-    """Worker threads (``None``: all CPUs). The output does not depend on it."""
+    """Cores busy, reading included: ``None`` is the CPUs this process may use, ``N >= 1`` at
+    most ``N`` (capped to the CPU count); 0 or less is an error. The output does not depend
+    on it."""
     text_field: str = "content"
     """JSON / Parquet / datasets field holding the text."""
-    include: tuple[str, ...] = ("*.py",)
-    """Glob patterns (on the path relative to the directory) of files taken from directories."""
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    """Glob patterns (on the path relative to the directory, or the file name) of files taken
+    from directories: :data:`codekiln.corpus.DEFAULT_INCLUDE` (``*.py``, JSON lines,
+    Parquet), the same as the tokenizer's."""
     exclude: tuple[str, ...] = ()
-    """Glob patterns of files left out of directories."""
+    """Glob patterns of files (and directories, which are then not walked) left out."""
     batch_bytes: int = 1 << 20
     """Bytes of text per pipeline batch (affects memory and scheduling, never the output)."""
 
@@ -100,6 +107,7 @@ class PackConfig:
             raise ValueError(f"valid_fraction must be in [0, 1], not {self.valid_fraction}")
         if not 0.0 < self.near_threshold <= 1.0:
             raise ValueError(f"near_threshold must be in (0, 1], not {self.near_threshold}")
+        resolve_threads(self.num_threads)  # validates: None or an int >= 1
         if self.shard_tokens < 1:
             raise ValueError(f"shard_tokens must be positive, not {self.shard_tokens}")
         if self.filters.python_syntax not in ("off", "py3", "py2-or-py3"):

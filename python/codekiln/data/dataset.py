@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from codekiln.shards import Shard, ShardError, sha256_file
+from codekiln.data.shards import Shard, ShardError, sha256_file
 
 
 def _torch() -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from codekiln.shards import Shard, ShardError, sha256_file
+from codekiln.data.shards import Shard, ShardError, sha256_file
 
 __all__ = ["inspect_pack"]
 
@@ -32,13 +32,11 @@ def inspect_pack(
     manifest = load_manifest(d)
     tok = tokenizer
     if tok is None and os.path.exists(os.path.join(d, "tokenizer.json")):
-        from codekiln.tokenizer import Tokenizer
+        tok = os.path.join(d, "tokenizer.json")
+    if tok is not None:
+        from codekiln.tokenizer import load_tokenizer
 
-        tok = Tokenizer.load(os.path.join(d, "tokenizer.json"))
-    elif isinstance(tok, (str, os.PathLike)):
-        from codekiln.tokenizer import Tokenizer
-
-        tok = Tokenizer.load(tok)
+        tok = load_tokenizer(tok)
     problems: list[str] = []
     out: dict[str, Any] = {
         "directory": d,

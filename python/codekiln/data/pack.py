@@ -22,18 +22,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from codekiln import __version__, _core
-from codekiln._io import atomic_write_json
+from codekiln import __version__, _core, corpus
+from codekiln._io import atomic_write_json, is_temp_file
+from codekiln._readers import Record, iter_file_records
+from codekiln._threads import resolve_threads
+from codekiln.corpus import FileInput, RecordInput
 from codekiln.data.clean import python_syntax_ok
 from codekiln.data.config import FilterConfig, PackConfig
-from codekiln.data.sources import (
-    FileInput,
-    Record,
-    RecordInput,
-    iter_file_records,
-    resolve_inputs,
-)
-from codekiln.shards import ShardError, read_header, sha256_file
+from codekiln.data.shards import ShardError, read_header, sha256_file
 
 __all__ = ["MANIFEST", "PackError", "load_manifest", "pack"]
 
@@ -61,26 +57,6 @@ def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise PackError(f"{path}: not valid JSON ({e})") from None
 
 
-def _load_tokenizer(tokenizer: Any) -> Any:
-    from codekiln.tokenizer import Tokenizer
-
-    if isinstance(tokenizer, (str, os.PathLike)):
-        return Tokenizer.load(tokenizer)
-    if not isinstance(tokenizer, Tokenizer):
-        raise TypeError(f"tokenizer must be a Tokenizer or a path, not {type(tokenizer).__name__}")
-    return tokenizer
-
-
-def _resolve_threads(n: int | None) -> int:
-    if n is None or n <= 0:
-        return (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1
-        )
-    return n
-
-
 def _verified_prefix(out_dir: str, old: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Per split, the leading shards of ``old`` that are on disk with a matching SHA-256."""
     kept: dict[str, list[dict[str, Any]]] = {}
@@ -105,12 +81,13 @@ def _verified_prefix(out_dir: str, old: dict[str, Any]) -> dict[str, list[dict[s
 
 
 def _clear_outputs(out_dir: str, keep: set[str]) -> None:
+    """Delete the shards not kept and what interrupted writes left behind: the Rust writer's
+    ``*.bin.tmp`` and the temporary files of :mod:`codekiln._io` (manifest, tokenizer)."""
     for name in os.listdir(out_dir):
         if name in keep:
             continue
-        if name.endswith((".bin", ".bin.tmp", ".json.tmp")) and name.startswith(
-            (*SPLITS, "MANIFEST")
-        ):
+        shard = name.endswith((".bin", ".bin.tmp")) and name.startswith(SPLITS)
+        if shard or is_temp_file(name, MANIFEST) or is_temp_file(name, "tokenizer.json"):
             os.remove(os.path.join(out_dir, name))
 
 
@@ -135,24 +112,31 @@ def pack(
 ) -> dict[str, Any]:
     """Pack ``inputs`` into token shards in ``out_dir`` and return the manifest.
 
-    ``inputs``: paths (files, directories, globs; see :func:`codekiln.data.sources.resolve_inputs`),
-    Hugging Face datasets, or iterables of records. ``tokenizer``: a
-    :class:`codekiln.Tokenizer` or the path of a saved one; it must have ``<|endoftext|>``.
+    ``inputs`` follows the one input rule of :mod:`codekiln.corpus` (the same as
+    :meth:`codekiln.Tokenizer.train`): one path (file, directory, glob), an iterable of
+    :class:`os.PathLike` paths, an iterable of ``str`` texts, records (dicts), Hugging Face
+    datasets, or a list mixing paths, datasets and nested iterables of records. Directories
+    are walked for ``config.include`` minus ``config.exclude``. ``tokenizer``: a
+    :class:`codekiln.Tokenizer` or the path of a saved one (read by
+    :func:`codekiln.tokenizer.load_tokenizer`); it must have ``<|endoftext|>``.
 
     An existing pack in ``out_dir`` made with the same inputs, settings and tokenizer is
     resumed; a different one is an error unless ``overwrite=True`` (which deletes it).
     ``progress``: a tqdm bar (``True``), nothing (``False``) or ``callback(documents, bytes)``.
     """
     cfg = config or PackConfig()
-    tok = _load_tokenizer(tokenizer)
+    from codekiln.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tokenizer)
     eot = tok.eot_id
     if eot is None:
         raise ValueError("the tokenizer has no <|endoftext|> special token to separate documents")
-    out = os.fspath(out_dir)
-    os.makedirs(out, exist_ok=True)
-    sources = resolve_inputs(
+    resolved = corpus.resolve(
         inputs, include=cfg.include, exclude=cfg.exclude, text_field=cfg.text_field
     )
+    sources = resolved.inputs
+    out = os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
     described = [s.describe() for s in sources]
     resumable = all(d.get("kind") == "file" or d.get("identity") for d in described)
     key_material = {
@@ -185,7 +169,7 @@ def pack(
         )
     _clear_outputs(out, {sh["file"] for shards in kept.values() for sh in shards})
 
-    threads = _resolve_threads(cfg.num_threads)
+    threads = resolve_threads(cfg.num_threads)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -213,7 +197,7 @@ def pack(
     near = cfg.dedup == "near"
     packer = _core.Packer(
         out,
-        tok._encoder,
+        tok.core_encoder(),
         eot,
         bytes.fromhex(tok.fingerprint),
         num_threads=threads,
@@ -258,6 +242,8 @@ def pack(
             "resumed_documents": rep["resumed_documents"],
             "shards": shards,
         }
+    if resolved.skipped:  # met while walking directories (FIFOs, broken links), never opened
+        report["skipped_files"] = [*report["skipped_files"], *resolved.skipped]
     report["seconds"] = round(seconds, 3)
     report["mb_per_second"] = round(report["bytes_in"] / 1e6 / seconds, 3) if seconds else None
     manifest["report"] = report

@@ -1,4 +1,4 @@
-"""The public byte-level BPE tokenizer: train, encode, decode, save and load.
+"""The :class:`Tokenizer` class: train, encode, decode, save and load.
 
 The heavy work (pre-tokenization, parallel counting, the merge loop, encoding) is done by the
 Rust extension ``codekiln._core`` with the GIL released; this class owns validation, defaults,
@@ -19,38 +19,28 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from codekiln import _core, _sources, _training
+from codekiln import _core, corpus
 from codekiln._io import atomic_write
-from codekiln._tokenizer_file import (
+from codekiln._threads import resolve_threads
+from codekiln.tokenizer import trainer
+from codekiln.tokenizer.format import (
+    ENDOFTEXT,
     FORMAT_NAME,
     FORMAT_VERSION,
+    NEWLINE_ID,
+    NEWLINE_TOKEN,
     TokenizerFileError,
     bytes_to_token_str,
-    bytes_to_unicode,
+    check_header,
     parse_merges,
-    token_str_to_bytes,
+    read_json,
 )
 
 if TYPE_CHECKING:
     import tiktoken
     import tokenizers
 
-__all__ = [
-    "ENDOFTEXT",
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "NEWLINE_TOKEN",
-    "Tokenizer",
-    "TokenizerFileError",
-    "bytes_to_token_str",
-    "bytes_to_unicode",
-    "token_str_to_bytes",
-]
-
-NEWLINE_TOKEN = "<N>"
-ENDOFTEXT = "<|endoftext|>"
-
-_NEWLINE_ID = 10
+__all__ = ["Tokenizer", "load_tokenizer"]
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -59,12 +49,6 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
-
-
-def _resolve_threads(num_threads: int | None) -> int:
-    if num_threads is None:
-        return os.cpu_count() or 1
-    return _check_int("num_threads", num_threads, 1)
 
 
 def _check_config(pattern: str, newline: str | None) -> None:
@@ -144,7 +128,7 @@ class Tokenizer:
                 )
             checked.append((left, right))
         first_special = 256 + len(checked)
-        specials = {NEWLINE_TOKEN: _NEWLINE_ID} if newline == NEWLINE_TOKEN else {}
+        specials = {NEWLINE_TOKEN: NEWLINE_ID} if newline == NEWLINE_TOKEN else {}
         specials.update({name: first_special + k for k, name in enumerate(others)})
 
         self._pattern = pattern
@@ -192,24 +176,32 @@ class Tokenizer:
         num_threads: int | None = None,
         progress: bool = True,
         text_field: str = "content",
+        include: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
     ) -> Tokenizer:
         """Learn a tokenizer from ``source``.
 
-        ``source`` is either texts or paths (the rule, also in ``docs/tokenizer.md``):
+        ``source`` follows the one input rule of :mod:`codekiln.corpus` (the same as
+        :func:`codekiln.data.pack`; also in ``docs/tokenizer.md``):
 
-        * a single ``str`` or :class:`os.PathLike` is one path: a file, a directory (searched
-          recursively for ``*.py``, ``*.txt``, ``*.jsonl``, ``*.jsonl.gz``, ``*.jsonl.zst``) or
-          a glob such as ``"data/**/*.py"``;
+        * a single ``str`` or :class:`os.PathLike` is one path: a file, a directory (walked
+          for the ``include`` patterns, by default :data:`codekiln.corpus.DEFAULT_INCLUDE`:
+          ``*.py``, ``*.jsonl[.gz|.zst]``, ``*.parquet``) or a glob such as
+          ``"data/**/*.py"``;
         * an iterable of :class:`os.PathLike` (e.g. :class:`pathlib.Path`) is a list of paths;
-        * an iterable of ``str`` is a list of texts (drained lazily in batches of ~4 MB).
+        * an iterable of ``str`` is a list of texts (drained lazily in batches of ~4 MB);
+        * dicts (and ``datasets`` objects) are records with their text under ``text_field``.
 
         ``.jsonl`` files hold one JSON document per line with its text under ``text_field``.
-        Files or lines that cannot be decoded are skipped and counted in :attr:`train_report`.
+        Files or lines that cannot be decoded, and files that are not regular files (FIFOs),
+        are skipped and counted in :attr:`train_report`.
 
         ``vocab_size`` counts the 256 bytes, the merges and the special tokens other than
         ``<N>``. If no pair occurs ``min_frequency`` times before that, fewer merges are learned:
         a warning says so and :attr:`vocab_size` is the real, smaller size. Training is
-        deterministic and independent of ``num_threads`` (default: all CPUs).
+        deterministic and independent of ``num_threads``: ``None`` (default) is the CPUs this
+        process may use, ``N`` at most ``N`` cores busy including reading, capped to the CPU
+        count; 0 or less is a ``ValueError`` (see :mod:`codekiln._threads`).
 
         Raises ``FileNotFoundError`` for a missing input path and ``ValueError`` for a
         ``vocab_size`` below 256 + the special tokens or a corpus without any text.
@@ -228,12 +220,12 @@ class Tokenizer:
                 f"(256 byte tokens + {len(others)} special token(s))"
             )
         min_frequency = _check_int("min_frequency", min_frequency, 1)
-        threads = _resolve_threads(num_threads)
+        threads = resolve_threads(num_threads)
         if not isinstance(text_field, str) or not text_field:
             raise ValueError(f"text_field must be a non-empty str, got {text_field!r}")
         num_merges = vocab_size - minimum
-        merges, report = _training.count_and_merge(
-            _sources.classify(source),
+        merges, report = trainer.count_and_merge(
+            corpus.resolve(source, include=include, exclude=exclude, text_field=text_field),
             pattern=pattern,
             newline=newline == NEWLINE_TOKEN,
             text_field=text_field,
@@ -386,6 +378,9 @@ class Tokenizer:
     ) -> list[list[int]]:
         """Encode many texts in parallel (GIL released); same result as :meth:`encode` each.
 
+        ``num_threads``: ``None`` (default) is the CPUs this process may use; never more
+        threads than CPUs or than texts.
+
         >>> tok = Tokenizer.from_merges([], special_tokens=[])
         >>> tok.encode_batch(["a", "bc"])
         [[97], [98, 99]]
@@ -397,7 +392,8 @@ class Tokenizer:
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] must be str, not {type(text).__name__}")
         allowed = self._allowed(allowed_special)
-        return self._encoder.encode_batch(texts, allowed, _resolve_threads(num_threads))
+        threads = resolve_threads(num_threads, work_items=len(texts))
+        return self._encoder.encode_batch(texts, allowed, threads)
 
     def _check_ids(self, ids: Iterable[int]) -> list[int]:
         if hasattr(ids, "tolist"):  # numpy arrays, torch tensors
@@ -409,6 +405,13 @@ class Tokenizer:
             if not 0 <= i < self._vocab_size:
                 raise ValueError(f"unknown token id {i} (vocab_size is {self._vocab_size})")
         return out
+
+    def core_encoder(self) -> _core.Encoder:
+        """The immutable, thread-safe ``codekiln._core.Encoder`` behind this tokenizer.
+
+        An internal handle for codekiln's own Rust pipelines (the shard packer takes it so that
+        tokenization runs in Rust without the GIL); not part of the stable API."""
+        return self._encoder
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The bytes of the tokens ``ids``; special tokens give their name's bytes.
@@ -542,18 +545,7 @@ class Tokenizer:
         format or written by a newer codekiln.
         """
         path = os.fspath(path)
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            obj = json.loads(data.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise TokenizerFileError(
-                f"{path}: not a tokenizer file (not UTF-8 text: {e})"
-            ) from None
-        except json.JSONDecodeError as e:
-            raise TokenizerFileError(
-                f"{path}: not valid JSON, the file is corrupt or truncated ({e})"
-            ) from None
+        obj = read_json(path)
         try:
             return cls._from_dict(obj)
         except (KeyError, TypeError, ValueError) as e:
@@ -562,18 +554,7 @@ class Tokenizer:
 
     @classmethod
     def _from_dict(cls, obj: object) -> Tokenizer:
-        if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
-            raise ValueError(f'not a codekiln tokenizer file (no "format": "{FORMAT_NAME}")')
-        version = obj.get("version")
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise ValueError(f'"version" must be an int, got {version!r}')
-        if version > FORMAT_VERSION:
-            raise ValueError(
-                f"format version {version} was written by a newer codekiln (this one reads "
-                f"version {FORMAT_VERSION}); upgrade codekiln"
-            )
-        if version < 1:
-            raise ValueError(f"unsupported format version {version}")
+        obj = check_header(obj)
         pattern, newline, specials = obj["pattern"], obj["newline"], obj["special_tokens"]
         if not isinstance(specials, dict):
             raise ValueError('"special_tokens" must be an object {name: id}')
@@ -609,19 +590,46 @@ class Tokenizer:
         """An equivalent HF ``tokenizers.Tokenizer``: ``encode(t, add_special_tokens=False).ids``
         equals :meth:`encode` for every text (literal special-token text stays ordinary text).
         Needs the ``tokenizers`` package (``pip install 'codekiln[hf]'``)."""
-        from codekiln import export
+        from codekiln.tokenizer import interop
 
-        return export.to_huggingface(self)
+        return interop.to_huggingface(self)
 
     def save_huggingface(self, directory: str | os.PathLike[str]) -> None:
         """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json`` so
         that ``transformers.PreTrainedTokenizerFast.from_pretrained(directory)`` loads it."""
-        from codekiln import export
+        from codekiln.tokenizer import interop
 
-        export.save_huggingface(self, directory)
+        interop.save_huggingface(self, directory)
 
     def to_tiktoken(self) -> tiktoken.Encoding:
         """An equivalent ``tiktoken.Encoding``: ``encode_ordinary(t)`` equals :meth:`encode`."""
-        from codekiln import export
+        from codekiln.tokenizer import interop
 
-        return export.to_tiktoken(self)
+        return interop.to_tiktoken(self)
+
+
+def load_tokenizer(tokenizer: Tokenizer | str | os.PathLike[str]) -> Tokenizer:
+    """``tokenizer`` itself, or the tokenizer saved at a path: the one loader behind every
+    ``--tokenizer FILE`` flag and every API that takes "a Tokenizer or the path of one".
+
+    A directory that holds a ``tokenizer.json`` (a pack directory, a run) is read from that
+    file. Errors: ``FileNotFoundError`` naming the path, :class:`TokenizerFileError` (a
+    ``ValueError``) for a file that is not a readable codekiln tokenizer, ``TypeError`` for
+    anything that is neither a tokenizer nor a path.
+    """
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer
+    if not isinstance(tokenizer, (str, os.PathLike)):
+        raise TypeError(
+            f"tokenizer must be a Tokenizer or the path of a saved one, "
+            f"not {type(tokenizer).__name__}"
+        )
+    path = os.fspath(tokenizer)
+    if os.path.isdir(path):
+        inner = os.path.join(path, "tokenizer.json")
+        if not os.path.isfile(inner):
+            raise FileNotFoundError(
+                2, "a directory without tokenizer.json; pass the tokenizer's .json file", path
+            )
+        path = inner
+    return Tokenizer.load(path)

@@ -16,6 +16,9 @@ tokenizes differently:
   span). Checked on export; the agreement is also tested on samples in
   ``tests/test_export.py``.
 
+Everything here goes through the public :class:`~codekiln.Tokenizer` API (``merges``,
+``special_tokens``, ``pattern_regex``, ``vocab_size``, ``fingerprint``).
+
 In ``newline="<N>"`` mode the newline token is the ordinary byte token 10 (``"Ċ"`` in HF
 form), so neither export lists ``<N>`` as a special token; the ids are the same.
 """
@@ -29,8 +32,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from codekiln._io import atomic_write
-from codekiln._tokenizer_file import bytes_to_token_str
-from codekiln.tokenizer import ENDOFTEXT, NEWLINE_TOKEN, Tokenizer
+from codekiln.tokenizer.core import Tokenizer
+from codekiln.tokenizer.format import ENDOFTEXT, NEWLINE_TOKEN, bytes_to_token_str
 
 if TYPE_CHECKING:
     import tiktoken
@@ -53,8 +56,16 @@ class ExportError(ValueError):
     """The tokenizer cannot be expressed exactly in the target format."""
 
 
+def _token_bytes(tok: Tokenizer) -> list[bytes]:
+    """The bytes of every ordinary token (ids 0 .. 255 + merges), from the merge list."""
+    table = [bytes([b]) for b in range(256)]
+    for left, right in tok.merges:
+        table.append(table[left] + table[right])
+    return table
+
+
 def _ordinary_bytes(tok: Tokenizer) -> list[bytes]:
-    table = tok._bytes_table
+    table = _token_bytes(tok)
     first: dict[bytes, int] = {}
     for i, data in enumerate(table):
         if data in first:
@@ -173,7 +184,7 @@ def save_huggingface(tok: Tokenizer, directory: str | os.PathLike[str]) -> None:
 def _first_improper_merge(tok: Tokenizer) -> int | None:
     """Index of the first merge ``t = (a, b)`` for which merge-list BPE of ``bytes(t)`` is not
     ``[t]`` (see the module docstring), or ``None``."""
-    table = tok._bytes_table
+    table = _token_bytes(tok)
     merges = tok.merges
     rank: dict[tuple[int, int], int] = {}
     for i, pair in enumerate(merges):

@@ -1,18 +1,79 @@
-"""The tokenizer file format's building blocks: GPT-2 byte-level token strings, merge parsing,
-atomic writes and the error type. :meth:`codekiln.Tokenizer.save` / ``load`` assemble them; the
-format is described in ``docs/tokenizer.md``.
+"""The tokenizer file format and its constants: the format name and version, the special-token
+names, GPT-2 byte-level token strings, merge parsing, reading and checking a file's header, and
+the error type. :meth:`codekiln.Tokenizer.save` / ``load`` assemble them; the format is
+described in ``docs/tokenizer.md``. A leaf: it imports nothing from codekiln.
+
+>>> token_str_to_bytes(bytes_to_token_str(b" def\\n"))
+b' def\\n'
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
+from typing import Any
+
+__all__ = [
+    "ENDOFTEXT",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "NEWLINE_TOKEN",
+    "TokenizerFileError",
+    "bytes_to_token_str",
+    "bytes_to_unicode",
+    "check_header",
+    "parse_merges",
+    "read_json",
+    "token_str_to_bytes",
+]
 
 FORMAT_NAME = "codekiln-tokenizer"
 FORMAT_VERSION = 1
 
+NEWLINE_TOKEN = "<N>"
+"""In ``newline="<N>"`` mode every newline is this token, which *is* id 10 (the byte ``\\n``)."""
+ENDOFTEXT = "<|endoftext|>"
+"""The document separator (the packer requires it)."""
+NEWLINE_ID = 10
+
 
 class TokenizerFileError(ValueError):
     """A tokenizer file is corrupt, truncated, of another format or of a newer version."""
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """The JSON content of ``path``; :class:`TokenizerFileError` naming the file when it is not
+    UTF-8 JSON (``FileNotFoundError`` when it does not exist)."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise TokenizerFileError(f"{path}: not a tokenizer file (not UTF-8 text: {e})") from None
+    except json.JSONDecodeError as e:
+        raise TokenizerFileError(
+            f"{path}: not valid JSON, the file is corrupt or truncated ({e})"
+        ) from None
+
+
+def check_header(obj: object) -> dict[str, Any]:
+    """``obj`` if it is a codekiln tokenizer file of a version this codekiln reads, else
+    ``ValueError`` saying what it is instead."""
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
+        raise ValueError(f'not a codekiln tokenizer file (no "format": "{FORMAT_NAME}")')
+    version = obj.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f'"version" must be an int, got {version!r}')
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"format version {version} was written by a newer codekiln (this one reads "
+            f"version {FORMAT_VERSION}); upgrade codekiln"
+        )
+    if version < 1:
+        raise ValueError(f"unsupported format version {version}")
+    return obj
 
 
 @functools.cache
@@ -69,6 +130,8 @@ def _unicode_to_byte_codes() -> frozenset[int]:
 
 
 def parse_merges(raw: object) -> list[tuple[int, int]]:
+    """The ``"merges"`` of a file (``"left right"`` token strings or ``[left_id, right_id]``)
+    as id pairs; ``ValueError`` naming the first bad entry."""
     if not isinstance(raw, list):
         raise ValueError('"merges" must be a list')
     # Token strings by id: a merged token's string is its operands' strings concatenated.

@@ -17,12 +17,13 @@ True
 from __future__ import annotations
 
 import keyword
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from codekiln import _sources
-from codekiln.tokenizer import Tokenizer
+from codekiln import _readers, corpus
+from codekiln._threads import resolve_threads
+from codekiln.tokenizer.core import Tokenizer
 
 __all__ = ["KeywordStat", "TokenizerStats", "compute_stats", "keyword_stats"]
 
@@ -107,7 +108,7 @@ class TokenizerStats:
         if self.skipped_files or self.skipped_documents:
             lines.append(
                 f"skipped              {self.skipped_files} files, {self.skipped_documents} "
-                "documents (not decodable)"
+                "documents (undecodable, or not regular files)"
             )
         return "\n".join(lines)
 
@@ -124,6 +125,16 @@ def keyword_stats(tok: Tokenizer, keywords: list[str] | None = None) -> list[Key
     # would be line-start indentation, a piece of its own in the "code" pattern.
     base = len(tok.encode("x"))
     return [KeywordStat(k, len(tok.encode(k)), len(tok.encode("x " + k)) - base) for k in words]
+
+
+def _documents(
+    resolved: corpus.Corpus, text_field: str, report: _readers.ReadReport
+) -> Iterator[str]:
+    for run in resolved.runs():
+        if isinstance(run, corpus.RecordInput):
+            yield from run.texts(report)
+        else:
+            yield from _readers.iter_documents([f.path for f in run], text_field, report)
 
 
 def _batches(texts: Iterator[str]) -> Iterator[list[str]]:
@@ -145,23 +156,25 @@ def compute_stats(
     num_threads: int | None = None,
     longest: int = 20,
     progress: bool = False,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
 ) -> TokenizerStats:
-    """Measure ``tok`` on ``source`` (texts or paths, the same rule and file readers as
-    :meth:`Tokenizer.train`). Raises ``ValueError`` when the source holds no text."""
+    """Measure ``tok`` on ``source`` (the input rule of :mod:`codekiln.corpus`, the same
+    ``include`` / ``exclude`` and readers as :meth:`Tokenizer.train`, so both see the same
+    documents). Raises ``ValueError`` when the source holds no text."""
     import numpy as np
     from tqdm import tqdm
 
-    src = _sources.classify(source)
-    report = _sources.ReadReport()
-    if isinstance(src, _sources.FileSource):
-        texts: Iterator[str] = _sources.iter_documents(src.paths, text_field, report)
-    else:
-        texts = src.texts
+    threads = resolve_threads(num_threads)
+    resolved = corpus.resolve(source, include=include, exclude=exclude, text_field=text_field)
+    report = _readers.ReadReport()
+    report.add_skipped_files(resolved.skipped)
+    texts = _documents(resolved, text_field, report)
     counts = np.zeros(tok.vocab_size, dtype=np.int64)
     documents = n_bytes = n_tokens = 0
     with tqdm(disable=not progress, desc="encoding", unit="doc", leave=False) as bar:
         for batch in _batches(texts):
-            encoded = tok.encode_batch(batch, num_threads=num_threads)
+            encoded = tok.encode_batch(batch, num_threads=threads)
             flat = np.fromiter((i for ids in encoded for i in ids), dtype=np.int64)
             counts += np.bincount(flat, minlength=tok.vocab_size)
             n_tokens += len(flat)

@@ -1,8 +1,10 @@
-"""Running the Rust trainer on a source: batching texts, progress bars, the training report.
+"""Running the Rust trainer on a corpus: batching texts, progress bars, the training report.
 
-:meth:`codekiln.Tokenizer.train` validates its arguments and then calls
-:func:`count_and_merge`; the algorithm itself (parallel counting, the merge loop, the
-tie-break) lives in ``rust/train.rs``.
+:meth:`codekiln.Tokenizer.train` validates its arguments, resolves ``source`` with
+:func:`codekiln.corpus.resolve` and then calls :func:`count_and_merge`; the algorithm itself
+(parallel counting, the merge loop, the tie-break) lives in the Rust core (``rust/``). Files
+are read by the Rust multi-file reader; texts, records, Parquet and ``datasets`` are read in
+Python and handed over in batches.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from codekiln import _core, _sources
+from codekiln import _core
+from codekiln._readers import ReadReport, batched_texts
+from codekiln.corpus import Corpus, FileInput, RecordInput
 
 # Texts are handed to the Rust counter in batches of about this many characters: big enough
 # that the per-call overhead and the GIL hand-offs vanish, small enough to bound the memory of
@@ -21,7 +25,7 @@ MAX_SKIPPED_LISTED = 100
 
 
 def count_and_merge(
-    src: _sources.FileSource | _sources.TextSource,
+    corpus: Corpus,
     *,
     pattern: str,
     newline: bool,
@@ -31,34 +35,35 @@ def count_and_merge(
     num_threads: int,
     progress: bool,
 ) -> tuple[list[tuple[int, int]], dict[str, Any]]:
-    """Count the pieces of ``src`` and learn up to ``num_merges`` merges.
+    """Count the pieces of ``corpus`` and learn up to ``num_merges`` merges.
 
     Returns the merges and the training report (see :attr:`codekiln.Tokenizer.train_report`).
-    Raises ``ValueError`` when the source holds no text.
+    Raises ``ValueError`` when the corpus holds no text.
     """
     start = time.perf_counter()
     trainer = _core.Trainer(pattern, newline, text_field)
-    if isinstance(src, _sources.FileSource):
-        read = _count_files(trainer, src.paths, num_threads, progress)
-    else:
-        read = _count_texts(trainer, src, num_threads, progress)
+    read = ReadReport()
+    read.add_skipped_files(corpus.skipped)
+    for run in corpus.runs():
+        if isinstance(run, RecordInput):
+            _count_texts(trainer, run, read, num_threads, progress)
+        else:
+            _count_files(trainer, run, read, num_threads, progress)
     if trainer.total_bytes == 0:
-        what = (
-            f"{read['files']} file(s) read, {read['skipped_files']} skipped"
-            if isinstance(src, _sources.FileSource)
-            else f"{read['documents']} text(s)"
-        )
+        if read.files or read.skipped_files:
+            what = f"{read.files} file(s) read, {read.skipped_files} skipped"
+        else:
+            what = f"{trainer.documents} text(s)"
         raise ValueError(f"empty corpus: no text to train on ({what})")
     unique_pieces = int(trainer.unique_pieces)  # training frees the counts
     merges = _learn(trainer, num_merges, min_frequency, num_threads, progress)
-    skipped = list(read.get("skipped", []))
     report = {
-        "files": int(read.get("files", 0)),
+        "files": read.files,
         "documents": int(trainer.documents),
         "bytes": int(trainer.total_bytes),
-        "skipped_files": int(read.get("skipped_files", 0)),
-        "skipped_documents": int(read.get("skipped_documents", 0)),
-        "skipped": [(str(p), str(r)) for p, r in skipped[:MAX_SKIPPED_LISTED]],
+        "skipped_files": read.skipped_files,
+        "skipped_documents": read.skipped_documents,
+        "skipped": [(str(p), str(r)) for p, r in read.skipped[:MAX_SKIPPED_LISTED]],
         "pieces": int(trainer.total_pieces),
         "unique_pieces": unique_pieces,
         "merges_requested": num_merges,
@@ -77,13 +82,12 @@ def _bar(progress: bool, **kwargs: Any) -> Any:
 
 
 def _count_files(
-    trainer: _core.Trainer, paths: list[str], threads: int, progress: bool
-) -> dict[str, Any]:
-    if not paths:
-        raise ValueError(
-            "empty corpus: no input files found (directories are searched for "
-            f"{', '.join(_sources.CORPUS_SUFFIXES)})"
-        )
+    trainer: _core.Trainer,
+    files: list[FileInput],
+    read: ReadReport,
+    threads: int,
+    progress: bool,
+) -> None:
     with _bar(progress, desc="reading", unit="B", unit_scale=True, unit_divisor=1024) as bar:
 
         def report(done: int, total: int) -> None:
@@ -91,17 +95,21 @@ def _count_files(
                 bar.total = total
             bar.update(done - bar.n)
 
-        return dict(trainer.add_files(paths, threads, report))
+        got = trainer.add_files([f.path for f in files], threads, report)
+    read.files += int(got.get("files", 0))
+    read.skipped_files += int(got.get("skipped_files", 0))
+    read.skipped_documents += int(got.get("skipped_documents", 0))
+    read.skipped.extend(got.get("skipped", []))
 
 
 def _count_texts(
-    trainer: _core.Trainer, src: _sources.TextSource, threads: int, progress: bool
-) -> dict[str, Any]:
+    trainer: _core.Trainer, src: RecordInput, read: ReadReport, threads: int, progress: bool
+) -> None:
+    base = trainer.total_bytes
     with _bar(progress, desc="counting", unit="B", unit_scale=True, unit_divisor=1024) as bar:
-        for batch in _sources.batched_texts(src.texts, TEXT_BATCH_CHARS):
+        for batch in batched_texts(src.texts(read), TEXT_BATCH_CHARS):
             trainer.add_texts(batch, threads)
-            bar.update(trainer.total_bytes - bar.n)
-    return {"documents": trainer.documents}
+            bar.update(trainer.total_bytes - base - bar.n)
 
 
 def _learn(
