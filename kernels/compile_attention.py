@@ -35,13 +35,14 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-A = importlib.import_module("codekiln.kernels.attention")
+C = importlib.import_module("codekiln.kernels.attention_configs")
+KJ = importlib.import_module("codekiln.kernels.attention_kernels")
 
 SMEM_LIMIT = {90: 227 * 1024, 80: 163 * 1024, 89: 99 * 1024, 86: 99 * 1024}
 KERNELS = {
-    "fwd": (A._attn_fwd_kernel, A._FWD_TABLE_CUDA),
-    "dkdv": (A._attn_bwd_dkdv_kernel, A._BWD_DKDV_TABLE_CUDA),
-    "dq": (A._attn_bwd_dq_kernel, A._BWD_DQ_TABLE_CUDA),
+    "fwd": (KJ._attn_fwd_kernel, C._FWD_TABLE_CUDA),
+    "dkdv": (KJ._attn_bwd_dkdv_kernel, C._BWD_DKDV_TABLE_CUDA),
+    "dq": (KJ._attn_bwd_dq_kernel, C._BWD_DQ_TABLE_CUDA),
 }
 
 
@@ -81,7 +82,7 @@ def _usage(kernel) -> tuple[int, int]:
 
 
 def compile_one(name, dtype, head_dim, causal, config, arch):
-    fn = KERNELS[name][0] if name != "pre" else A._attn_bwd_preprocess_kernel
+    fn = KERNELS[name][0] if name != "pre" else KJ._attn_bwd_preprocess_kernel
     if name == "pre":
         constexprs = {"HEAD_DIM": head_dim, "BLOCK_M": 64}
         warps, stages = 4, 1
@@ -120,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                         configs = [None]
                     else:
                         table = KERNELS[name][1]
-                        kept = A._pruner(name)(A._configs(table), {}, HEAD_DIM=head_dim)
-                        configs = [A._key(c) for c in kept][: 1 if args.quick else None]
+                        kept = C._pruner(name)(C._configs(table), {}, HEAD_DIM=head_dim)
+                        configs = [C._key(c) for c in kept][: 1 if args.quick else None]
                     for config in configs:
                         label = "-" if config is None else "{}x{} s{} w{}".format(*config)
                         start = time.perf_counter()

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 A = importlib.import_module("codekiln.kernels.attention")  # the module (``K.attention`` is the fn)
+C = importlib.import_module("codekiln.kernels.attention_configs")
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if HAS_CUDA else "cpu"
@@ -228,24 +229,24 @@ def test_block_configs_satisfy_the_causal_split():
     # interpreter config skips the pruner, so it must obey the rule by itself.
     rules = {"fwd": lambda m, n: m % n == 0, "dq": lambda m, n: m % n == 0}
     rules["dkdv"] = lambda m, n: n % m == 0
-    tables = {"fwd": A._FWD_TABLE_CUDA, "dq": A._BWD_DQ_TABLE_CUDA, "dkdv": A._BWD_DKDV_TABLE_CUDA}
+    tables = {"fwd": C._FWD_TABLE_CUDA, "dq": C._BWD_DQ_TABLE_CUDA, "dkdv": C._BWD_DKDV_TABLE_CUDA}
     for kernel, table in tables.items():
         rule = rules[kernel]
         for head_dim in A.SUPPORTED_HEAD_DIMS:
-            kept = A._pruner(kernel)(A._configs(table), {}, HEAD_DIM=head_dim)
+            kept = C._pruner(kernel)(C._configs(table), {}, HEAD_DIM=head_dim)
             assert kept, (kernel, head_dim)
             if head_dim <= 64:  # no dead entries: the table holds only configs worth tuning
                 assert len(kept) == len(table), (kernel, head_dim)
             assert all(rule(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in kept)
-            spilling = {A._key(c) for c in kept} & A._SPILLS_AT_HEAD_DIM_128[kernel]
+            spilling = {C._key(c) for c in kept} & C._SPILLS_AT_HEAD_DIM_128[kernel]
             assert not spilling or head_dim <= 64
         # A config that breaks the rule is dropped.
         bad = (32, 64, 1, 4) if kernel != "dkdv" else (64, 32, 1, 4)
-        assert A._pruner(kernel)(A._configs([bad]), {}, HEAD_DIM=64) == []
+        assert C._pruner(kernel)(C._configs([bad]), {}, HEAD_DIM=64) == []
     for kernel, table in [
-        ("fwd", A._FWD_TABLE_INTERPRET),
-        ("dq", A._BWD_DQ_TABLE_INTERPRET),
-        ("dkdv", A._BWD_DKDV_TABLE_INTERPRET),
+        ("fwd", C._FWD_TABLE_INTERPRET),
+        ("dq", C._BWD_DQ_TABLE_INTERPRET),
+        ("dkdv", C._BWD_DKDV_TABLE_INTERPRET),
     ]:
         assert len(table) == 1 and rules[kernel](table[0][0], table[0][1])
     assert A.INTERPRET != HAS_CUDA  # conftest interprets exactly when there is no GPU

@@ -137,3 +137,46 @@ def test_light_imports_do_not_import_torch() -> None:
 def test_old_module_paths_are_gone(old: str) -> None:
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module(old)
+
+
+def _all_imports(path: pathlib.Path) -> set[str]:
+    """Every absolute module name ``path`` imports, anywhere in the file."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return found
+
+
+def _under(names: set[str], prefix: str) -> set[str]:
+    return {n for n in names if n == prefix or n.startswith(prefix + ".")}
+
+
+def test_the_model_knows_only_token_ids() -> None:
+    for name in ("model.py", "attention.py"):
+        imports = _all_imports(PACKAGE / name)
+        ours = _under(imports, "codekiln")
+        allowed = {"codekiln.attention", "codekiln.kernels"} | {
+            n for n in ours if n.startswith(("codekiln.attention.", "codekiln.kernels."))
+        }
+        assert ours <= allowed, (name, ours - allowed)
+
+
+def test_model_users_load_runs_through_checkpoint_not_train() -> None:
+    users = [PACKAGE / "generate.py", PACKAGE / "hf.py", *(PACKAGE / "evaluate").rglob("*.py")]
+    checked = 0
+    for path in users:
+        if path.exists():
+            checked += 1
+            assert not _under(_all_imports(path), "codekiln.train"), path
+    assert checked >= 1
+
+
+def test_shipped_code_never_imports_the_workbench_or_benchmarks() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        imports = _all_imports(path)
+        assert not _under(imports, "benchmarks"), path
+        assert not _under(imports, "kernels"), path  # the top-level GPU workbench
