@@ -475,3 +475,53 @@ def test_plot_writes_a_png(
     assert (tmp_path / "a" / "loss.png").exists()
     assert main(["plot", str(tmp_path)]) == 1
     assert "metrics.jsonl" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ loggers
+
+
+def test_wandb_logger_gets_the_metrics(
+    packed: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in wandb module (the real one would need an account and the network).
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "wandb.py").write_text(
+        textwrap.dedent(
+            """
+            calls = []
+            class Run:
+                def log(self, data, step):
+                    calls.append(("log", step, dict(data)))
+                def finish(self):
+                    calls.append(("finish",))
+            def init(**kw):
+                calls.append(("init", kw))
+                return Run()
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(fake))
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    run(packed, tmp_path / "run", max_steps=4, eval_every=2, loggers=["wandb"], wandb_project="p")
+    import wandb
+
+    assert wandb.calls[0][0] == "init" and wandb.calls[0][1]["project"] == "p"
+    logged = [c for c in wandb.calls if c[0] == "log"]
+    assert {c[1] for c in logged} == {0, 1, 2, 3, 4}
+    assert any("val_loss" in c[2] for c in logged) and any("train_loss" in c[2] for c in logged)
+    assert wandb.calls[-1] == ("finish",)
+
+
+def test_tensorboard_logger_writes_events_or_says_what_is_missing(
+    packed: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="tensorboard package"):
+            run(packed, tmp_path / "run", max_steps=2, loggers=["tensorboard"])
+        assert not ckpt.list_checkpoints(tmp_path / "run")  # refused before training
+        return
+    run(packed, tmp_path / "run", max_steps=2, loggers=["tensorboard"])
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))

@@ -15,7 +15,19 @@ import math
 import os
 from typing import Any
 
-__all__ = ["MetricsLog", "read_metrics"]
+__all__ = ["MetricsLog", "check_loggers", "read_metrics"]
+
+
+def check_loggers(loggers: list[str]) -> None:
+    """Raise a clear error now (before training) if an asked-for logger is not installed."""
+    import importlib.util
+
+    need = {"tensorboard": "tensorboard", "wandb": "wandb"}
+    for name in loggers:
+        if importlib.util.find_spec(need[name]) is None:
+            raise ValueError(
+                f"loggers: {name!r} needs the {need[name]} package (pip install {need[name]})"
+            )
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -54,14 +66,6 @@ class MetricsLog:
         wandb_project: str = "codekiln",
     ) -> None:
         self.path = os.path.join(run_dir, "metrics.jsonl")
-        if resume_step is None:
-            open(self.path, "w").close()
-        elif os.path.exists(self.path):
-            keep = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
-            with open(self.path, "w", encoding="utf-8") as f:
-                for r in keep:
-                    f.write(json.dumps(r) + "\n")
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self._tb: Any = None
         self._wandb: Any = None
         if "tensorboard" in loggers:
@@ -82,6 +86,14 @@ class MetricsLog:
             self._wandb = wandb.init(
                 project=wandb_project, config=config, dir=run_dir, resume="allow"
             )
+        if resume_step is None:
+            open(self.path, "w").close()
+        elif os.path.exists(self.path):
+            keep = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
+            with open(self.path, "w", encoding="utf-8") as f:
+                for r in keep:
+                    f.write(json.dumps(r) + "\n")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
 
     def log(self, record: dict[str, Any]) -> None:
         record = {k: _clean(v) for k, v in record.items() if v is not None}

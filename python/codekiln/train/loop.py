@@ -42,7 +42,7 @@ from codekiln.model import GPT, PRESETS, GPTConfig
 from codekiln.train import ddp
 from codekiln.train.batches import BatchLoader
 from codekiln.train.config import RESUME_MAY_CHANGE, ConfigError, TrainConfig
-from codekiln.train.log import MetricsLog
+from codekiln.train.log import MetricsLog, check_loggers
 from codekiln.train.mfu import estimate_mfu, peak_flops
 from codekiln.train.optim import build_optimizer, set_lr
 from codekiln.train.schedule import lr_at
@@ -252,6 +252,7 @@ def train(config: TrainConfig) -> TrainResult:
     >>> # result = train(TrainConfig(data_dir="packed/", out_dir="run/", max_steps=200))
     """
     config.validate()
+    check_loggers(config.loggers)
     info = ddp.setup(config.device)
     try:
         return _train(config, info)
