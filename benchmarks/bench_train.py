@@ -109,7 +109,7 @@ def worker_reference(data: str, s: dict[str, Any]) -> dict[str, Any]:
     cfg = GPTConfig(**{**PRESETS[s["model"]], "vocab_size": 64 * -(-tok.vocab_size // 64)})
     model = GPT(cfg)
     opt = model.configure_optimizers(s["weight_decay"], s["learning_rate"], (0.9, 0.95), "cpu")
-    it = iter(BlockSampler(len(ds), seed=s["seed"]))
+    it = BlockSampler(len(ds), seed=s["seed"]).stream()
     rss = RssSampler()
     losses, times = [], []
     for step in range(s["max_steps"]):

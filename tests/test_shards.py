@@ -107,13 +107,13 @@ def test_sampler_is_seeded_sharded_and_resumable():
     assert len(set().union(*map(set, shares))) == 4 * (n // 4)
     # Save mid-epoch-2, restore in a fresh sampler: identical continuation.
     s = BlockSampler(n, seed=1, rank=1, world_size=2)
-    it = iter(s)
+    it = s.stream()
     seen = [next(it) for _ in range(70)]
     state = s.state_dict()
     rest = [next(it) for _ in range(60)]
     t = BlockSampler(n, seed=1, rank=1, world_size=2)
     t.load_state_dict(state)
-    assert [i for _, i in zip(range(60), t)] == rest
+    assert [i for _, i in zip(range(60), t.stream())] == rest
     assert state["epoch"] == 1 and seen
     with pytest.raises(ValueError, match="seed"):
         BlockSampler(n, seed=2, rank=1, world_size=2).load_state_dict(state)
@@ -163,3 +163,25 @@ def test_empty_or_missing_split_is_an_error(tmp_path, packed):
         PackedDataset(out, "valid")
     with pytest.raises(ValueError, match="no split"):
         PackedDataset(out, "test")
+
+
+def test_dataloader_epoch_ends_after_len_batches(packed):
+    """A DataLoader over a BlockSampler ends each epoch; the next epoch is a new order."""
+    out, _, _, _ = packed
+    ds = PackedDataset(out, "train", block_size=16)
+    sampler = BlockSampler(len(ds), seed=5)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=sampler)
+    first = [b for b in loader]
+    assert len(first) == len(loader) == -(-len(ds) // 4)
+    assert sampler.state_dict()["epoch"] in (0, 1)
+    second = [b for b in loader]
+    assert len(second) == len(loader)
+    assert not all(torch.equal(a, b) for a, b in zip(first, second))  # reshuffled
+    # the stream goes on across epochs; a state saved at an epoch's end resumes the next one
+    s = BlockSampler(10, seed=1)
+    one = list(s)
+    assert sorted(one) == list(range(10)) and list(s) != one
+    t = BlockSampler(10, seed=1)
+    assert [i for _, i in zip(range(25), t.stream())][:20] == one + list(
+        BlockSampler(10, seed=1)._order(1)
+    )

@@ -525,3 +525,21 @@ def test_tensorboard_logger_writes_events_or_says_what_is_missing(
         return
     run(packed, tmp_path / "run", max_steps=2, loggers=["tensorboard"])
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_training_runs_through_epochs_and_resumes_across_them(tmp_path: pathlib.Path) -> None:
+    from codekiln.data import PackedDataset
+
+    packed = make_packed(tmp_path / "data", files=12, vocab_size=300)  # a few epochs' worth
+    blocks = len(PackedDataset(packed, "train", block_size=128))
+    micro = -(-blocks // 6)  # an epoch is about 6 steps
+    kw = dict(
+        block_size=128, micro_batch_size=micro, eval_every=0, checkpoint_every=5, warmup_steps=2
+    )
+    full = run(packed, tmp_path / "full", max_steps=14, **kw)
+    assert full.step == 14 and full.tokens == 14 * micro * 128  # more than two epochs
+    run(packed, tmp_path / "part", max_steps=7, decay_steps=14, **kw)
+    run(packed, tmp_path / "part", max_steps=14, resume=True, **kw)
+    assert train_losses(tmp_path / "part") == train_losses(tmp_path / "full")
+    state = ckpt.load_checkpoint(ckpt.resolve_checkpoint(tmp_path / "full", "last"))
+    assert state["sampler"]["epoch"] >= 2

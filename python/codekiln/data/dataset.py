@@ -169,9 +169,10 @@ class PackedDataset:
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
 
     def iter_batches(self, batch_size: int, sampler: BlockSampler) -> Iterator[tuple[Any, Any]]:
-        """Batches in ``sampler`` order; ``sampler.state_dict()`` taken between batches resumes
-        exactly after the last batch yielded."""
-        it = iter(sampler)
+        """Batches in ``sampler`` order, through epoch after epoch (stop when you have had
+        enough); ``sampler.state_dict()`` taken between batches resumes exactly after the last
+        batch yielded."""
+        it = sampler.stream()
         while True:
             idx = [i for _, i in zip(range(batch_size), it)]
             if len(idx) < batch_size:
@@ -205,8 +206,8 @@ class BlockSampler:
     Epoch ``e`` uses the permutation of ``numpy.random.default_rng([seed, e])`` (or ``0..n-1``
     with ``shuffle=False``); rank ``r`` of ``world_size`` takes positions ``r, r + world_size,
     ...`` of the first ``n - n % world_size`` (every rank gets the same number). Iterating
-    continues from the saved position and runs through the following epochs forever; use
-    :meth:`epoch_length` to stop after one.
+    ``iter(sampler)`` gives the rest of the current epoch, so a ``DataLoader`` epoch ends after
+    ``len(loader)`` batches; :meth:`stream` runs through the following epochs without end.
 
     >>> s = BlockSampler(10, seed=1)
     >>> first = [i for _, i in zip(range(4), s)]
@@ -259,14 +260,23 @@ class BlockSampler:
         return mine
 
     def __iter__(self) -> Iterator[int]:
+        """The rest of the current epoch (all of it from a fresh sampler); the next ``iter()``
+        starts the following epoch. So ``DataLoader(ds, sampler=s)`` ends each epoch after
+        ``len(loader)`` batches, as PyTorch's idioms expect; :meth:`stream` never ends."""
+        if self.position >= self.epoch_length():  # saved right at the end of an epoch
+            self.epoch, self.position = self.epoch + 1, 0
+        order = self._order(self.epoch)
+        while self.position < len(order):
+            i = int(order[self.position])
+            self.position += 1
+            yield i
+        self.epoch += 1
+        self.position = 0
+
+    def stream(self) -> Iterator[int]:
+        """Indices through this and all following epochs, without end (for step-based training)."""
         while True:
-            order = self._order(self.epoch)
-            while self.position < len(order):
-                i = int(order[self.position])
-                self.position += 1
-                yield i
-            self.epoch += 1
-            self.position = 0
+            yield from self
 
     def __len__(self) -> int:
         return self.epoch_length()

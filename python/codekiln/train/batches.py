@@ -35,7 +35,7 @@ class BatchLoader:
         self.sampler = sampler
         self.batch_size = batch_size
         self.device = device
-        self._it = iter(sampler)
+        self._it = sampler.stream()  # step-based training runs through epochs
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="codekiln-batch")
         self._cuda = device.type == "cuda"
         self._stream = torch.cuda.Stream(device) if self._cuda else None
