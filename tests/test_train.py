@@ -543,3 +543,24 @@ def test_training_runs_through_epochs_and_resumes_across_them(tmp_path: pathlib.
     assert train_losses(tmp_path / "part") == train_losses(tmp_path / "full")
     state = ckpt.load_checkpoint(ckpt.resolve_checkpoint(tmp_path / "full", "last"))
     assert state["sampler"]["epoch"] >= 2
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_bf16_with_prefetch_and_resume(
+    packed: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    kw = dict(device="cuda", max_steps=8, eval_every=4, checkpoint_every=4)
+    res = run(packed, tmp_path / "gpu", **kw)
+    assert res.final_val_loss < res.initial_val_loss
+    cfg = json.loads((tmp_path / "gpu" / "config.json").read_text())
+    assert cfg["train"]["precision"] in ("bf16", "fp16")
+    # resuming on the GPU continues the same run (bf16 math: within float tolerance)
+    run(packed, tmp_path / "part", device="cuda", max_steps=4, decay_steps=8, eval_every=4)
+    run(packed, tmp_path / "part", resume=True, **kw)
+    a, b = train_losses(tmp_path / "gpu"), train_losses(tmp_path / "part")
+    for k in a:
+        assert b[k] == pytest.approx(a[k], abs=2e-2)
+    # the checkpoint loads on the CPU
+    model, _ = ckpt.load_model(tmp_path / "gpu", "last", device="cpu")
+    assert next(model.parameters()).device.type == "cpu"
