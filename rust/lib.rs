@@ -1,24 +1,24 @@
-//! codekiln's Rust core: a code-aware byte-level BPE tokenizer (pre-tokenizer, trainer,
-//! encoder), corpus readers, and the data pipeline (cleaning, dedup, shard packing).
+//! codekiln's Rust core: a code-aware byte-level BPE tokenizer and the data pipeline that
+//! turns a code corpus into token shards. One crate, one folder per concern:
 //!
-//! Pure Rust: `cargo test` needs no Python. The only file that touches pyo3 is `py.rs`,
-//! compiled with the `python` feature (maturin turns it on).
+//! ```text
+//! corpus/   reading documents from files (one engine for every multi-file reader)
+//! bpe/      pre-tokenizer, piece counts, trainer, encoder, vocabulary
+//! clean/    document filters, exact and near deduplication, secret/PII redaction
+//! pack/     the shard packer: config, pipeline, stages, train/valid split, shard format
+//! py/       the Python bindings (the only pyo3 code; `python` feature)
+//! error.rs  the one error type;  parallel.rs  the only place thread pools are built
+//! ```
+//!
+//! Dependencies run one way: `bpe` uses neither `clean` nor `pack`; `pack` never uses `bpe`
+//! (it receives a tokenize closure); only `py` knows both products. `layering_tests` below
+//! checks this on the source files. Pure Rust: `cargo test` needs no Python.
 
-pub mod encode;
-pub mod parallel;
-pub mod pretokenize;
-pub mod read;
-pub mod train;
-pub mod vocab;
-// data pipeline modules (clean, dedup, redact, pack, shard) go below
+pub mod bpe;
 pub mod clean;
-pub mod dedup;
-pub mod neardup;
+pub mod corpus;
 pub mod pack;
-mod pack_stages;
-pub mod redact;
-pub mod shard;
-pub mod split;
+pub mod parallel;
 
 #[cfg(feature = "python")]
 mod py;

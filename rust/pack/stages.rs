@@ -3,14 +3,14 @@
 //! tokenization, serialization), and the two ordered threads: the decider (dedup, split
 //! counters, resume) and the writer (shard boundaries, atomic shard files).
 
-use crate::clean::{Cleaner, Reason};
-use crate::dedup::{exact_key, ExactDedup};
-use crate::neardup::{LshIndex, MinHasher};
-use crate::pack::{OnShard, PackConfig, SplitReport, Tokenize};
-use crate::read::Record;
-use crate::redact::{Counts, Redactor};
-use crate::shard::{encode_doc, ShardInfo, ShardWriter};
-use crate::split::{split_of, Split};
+use crate::clean::dedup::{exact_key, ExactDedup};
+use crate::clean::filters::{Cleaner, Reason};
+use crate::clean::neardup::{LshIndex, MinHasher};
+use crate::clean::redact::{Counts, Redactor};
+use crate::corpus::read::Record;
+use crate::pack::packer::{OnShard, PackConfig, SplitReport, Tokenize};
+use crate::pack::shard::{encode_doc, ShardInfo, ShardWriter};
+use crate::pack::split::{split_of, Split};
 use std::collections::BTreeMap;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};

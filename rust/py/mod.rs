@@ -12,9 +12,9 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
-use crate::encode::Encoder as RsEncoder;
-use crate::pretokenize::{pieces, Pattern, PATTERN_NAMES};
-use crate::train::Trainer as RsTrainer;
+use crate::bpe::encode::Encoder as RsEncoder;
+use crate::bpe::pretokenize::{pieces, Pattern, PATTERN_NAMES};
+use crate::bpe::train::Trainer as RsTrainer;
 
 /// Map an I/O error to the matching Python exception (the message names the file).
 fn io_err(e: io::Error) -> PyErr {
@@ -212,7 +212,7 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn matcher(&self, allowed: &[String]) -> PyResult<Option<crate::encode::SpecialMatcher>> {
+    fn matcher(&self, allowed: &[String]) -> PyResult<Option<crate::bpe::encode::SpecialMatcher>> {
         self.inner
             .special_matcher(allowed)
             .map_err(PyValueError::new_err)
@@ -358,11 +358,11 @@ impl Encoder {
 
 // ==== data bindings (data pipeline) ====
 
-use crate::clean::{CleanConfig, Cleaner};
-use crate::neardup::NearConfig;
-use crate::pack::{PackConfig, PackReport, Packer as RsPacker, SplitReport};
-use crate::read::Record;
-use crate::shard::ShardInfo;
+use crate::clean::filters::{CleanConfig, Cleaner};
+use crate::clean::neardup::NearConfig;
+use crate::corpus::read::Record;
+use crate::pack::packer::{PackConfig, PackReport, Packer as RsPacker, SplitReport};
+use crate::pack::shard::ShardInfo;
 
 /// `(text, repo_name, path, license)` as Python passes a record.
 type PyRecord = (String, Option<String>, Option<String>, Option<String>);
@@ -418,9 +418,12 @@ fn split_dict<'py>(py: Python<'py>, s: &SplitReport) -> PyResult<Bound<'py, PyDi
     Ok(d)
 }
 
-fn redaction_dict<'py>(py: Python<'py>, c: &crate::redact::Counts) -> PyResult<Bound<'py, PyDict>> {
+fn redaction_dict<'py>(
+    py: Python<'py>,
+    c: &crate::clean::redact::Counts,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    for k in crate::redact::Kind::ALL {
+    for k in crate::clean::redact::Kind::ALL {
         d.set_item(k.name(), c.get(k))?;
     }
     Ok(d)
@@ -519,11 +522,11 @@ impl Packer {
         cfg.fingerprint = fingerprint;
         cfg.resume = resume.unwrap_or_default();
         cfg.batch_bytes = batch_bytes.max(1);
-        let tokenize: crate::pack::Tokenize =
+        let tokenize: crate::pack::packer::Tokenize =
             std::sync::Arc::new(move |t: &str, out: &mut Vec<u32>| {
                 encoder.encode_ordinary_into(t, out)
             });
-        let on_shard: crate::pack::OnShard = Box::new(move |info: &ShardInfo| {
+        let on_shard: crate::pack::packer::OnShard = Box::new(move |info: &ShardInfo| {
             if let Some(f) = &on_shard {
                 Python::attach(|py| {
                     let r = shard_dict(py, info).and_then(|d| f.call1(py, (d,)));
@@ -647,14 +650,14 @@ impl Packer {
 /// Redact secrets and PII: `(redacted_text, counts_by_kind)`.
 #[pyfunction]
 fn redact<'py>(py: Python<'py>, text: &str) -> PyResult<(String, Bound<'py, PyDict>)> {
-    let (out, counts) = py.detach(|| crate::redact::Redactor::shared().redact(text));
+    let (out, counts) = py.detach(|| crate::clean::redact::Redactor::shared().redact(text));
     Ok((out, redaction_dict(py, &counts)?))
 }
 
 /// `(start, end, kind)` of every redaction finding (byte offsets in the UTF-8 text).
 #[pyfunction]
 fn redaction_spans(py: Python<'_>, text: &str) -> Vec<(usize, usize, &'static str)> {
-    py.detach(|| crate::redact::Redactor::shared().find(text))
+    py.detach(|| crate::clean::redact::Redactor::shared().find(text))
         .into_iter()
         .map(|(s, e, k)| (s, e, k.name()))
         .collect()
@@ -675,7 +678,10 @@ fn check_document(
 /// The exact-dedup key (32 hex digits) of a text.
 #[pyfunction]
 fn dedup_key(text: &str) -> String {
-    format!("{:032x}", crate::dedup::exact_key(text, &mut Vec::new()))
+    format!(
+        "{:032x}",
+        crate::clean::dedup::exact_key(text, &mut Vec::new())
+    )
 }
 
 /// "train" or "valid" for a record, by the stable hash of its repo_name / path / content.
@@ -693,7 +699,7 @@ fn split_of(
         path,
         license: None,
     };
-    crate::split::split_of(&crate::pack::split_key(&rec), valid_fraction).name()
+    crate::pack::split::split_of(&crate::pack::packer::split_key(&rec), valid_fraction).name()
 }
 
 /// Near-duplicates among `texts` in order: `(duplicate, kept, estimated_jaccard)`.
@@ -715,7 +721,7 @@ fn find_near_duplicates(
     };
     py.detach(|| {
         let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
-        crate::neardup::find_near_duplicates(&refs, &cfg, threads(num_threads))
+        crate::clean::neardup::find_near_duplicates(&refs, &cfg, threads(num_threads))
     })
 }
 

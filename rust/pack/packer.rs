@@ -36,15 +36,15 @@
 //! * workers serialize tokens to the shard's byte layout, so the writer thread only copies;
 //!   the last shard is hashed while it is fsynced (the tail of a run is that shard's finish).
 
-use crate::clean::{CleanConfig, Cleaner};
-use crate::neardup::{MinHasher, NearConfig};
-use crate::pack_stages::{
+use crate::clean::filters::{CleanConfig, Cleaner};
+use crate::clean::neardup::{MinHasher, NearConfig};
+use crate::clean::redact::{Counts, Redactor};
+use crate::corpus::read::{self, Record};
+use crate::pack::shard::{token_bytes_for, ShardInfo};
+use crate::pack::stages::{
     decide, run_caught, write, DeciderReport, Prepared, Shared, StageA, StageB, Staged, Tokenized,
     WriterReport,
 };
-use crate::read::{self, Record};
-use crate::redact::{Counts, Redactor};
-use crate::shard::{token_bytes_for, ShardInfo};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use crate::pack_stages::split_key;
+pub use crate::pack::stages::split_key;
 
 /// Appends the token ids of a text to `out` (the tokenizer, without special tokens).
 pub type Tokenize = Arc<dyn Fn(&str, &mut Vec<u32>) + Send + Sync>;
@@ -462,8 +462,8 @@ impl Drop for Packer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::{verify, HEADER_BYTES};
-    use crate::split::{split_of, Split};
+    use crate::pack::shard::{verify, HEADER_BYTES};
+    use crate::pack::split::{split_of, Split};
     use std::fs;
 
     fn tmpdir(name: &str) -> PathBuf {
@@ -517,7 +517,7 @@ mod tests {
     fn read_docs(dir: &Path, split: &str) -> Vec<String> {
         let mut docs = Vec::new();
         for i in 0.. {
-            let p = dir.join(crate::shard::shard_name(split, i));
+            let p = dir.join(crate::pack::shard::shard_name(split, i));
             if !p.exists() {
                 break;
             }
@@ -664,7 +664,7 @@ mod tests {
         assert_eq!(r.files, 4);
         assert_eq!(r.skipped_files.len(), 1);
         assert_eq!(r.removed.get("near_duplicate"), Some(&1));
-        assert_eq!(r.redactions.get(crate::redact::Kind::Email), 1);
+        assert_eq!(r.redactions.get(crate::clean::redact::Kind::Email), 1);
         let docs = read_docs(&d, "train");
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0], base);

@@ -21,9 +21,9 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use rayon::prelude::*;
 use rustc_hash::FxBuildHasher;
 
+use crate::bpe::pretokenize::{pieces, Pattern};
+use crate::bpe::vocab::{pair_key, FxMap, Vocab};
 use crate::parallel;
-use crate::pretokenize::{pieces, Pattern};
-use crate::vocab::{pair_key, FxMap, Vocab};
 
 /// Pieces longer than this use the heap-based merge.
 const LONG_PIECE: usize = 64;
@@ -473,7 +473,7 @@ mod tests {
             })
             .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let mut t = crate::train::Trainer::new(Pattern::Code, true, "content");
+        let mut t = crate::bpe::train::Trainer::new(Pattern::Code, true, "content");
         t.add_texts(&refs, 1);
         let merges = t.train(300, 1, 1, &mut |_| true);
         let e = enc(&merges, true);

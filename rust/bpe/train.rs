@@ -28,10 +28,10 @@ use compact_str::CompactString;
 use rayon::prelude::*;
 use smallvec::SmallVec;
 
+use crate::bpe::pretokenize::{pieces, Pattern};
+use crate::bpe::vocab::{byte_order, pair_key, FxMap};
+use crate::corpus::read::read_file_counted;
 use crate::parallel;
-use crate::pretokenize::{pieces, Pattern};
-use crate::read::read_file_counted;
-use crate::vocab::{byte_order, pair_key, FxMap};
 
 /// Pair counts and, per pair, the words (offsets) that contain it.
 type Pairs = FxMap<u64, PairSlot>;

@@ -1,0 +1,6 @@
+//! Cleaning documents: filters, exact and near deduplication, redaction.
+
+pub mod dedup;
+pub mod filters;
+pub mod neardup;
+pub mod redact;

@@ -1,0 +1,3 @@
+//! Reading documents from files: what a file holds ([`read`]).
+
+pub mod read;

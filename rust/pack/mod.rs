@@ -1,0 +1,6 @@
+//! The shard packer.
+
+pub mod packer;
+pub mod shard;
+pub mod split;
+mod stages;
