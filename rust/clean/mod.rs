@@ -4,3 +4,4 @@ pub mod dedup;
 pub mod filters;
 pub mod neardup;
 pub mod redact;
+mod redact_checks;
