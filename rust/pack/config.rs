@@ -39,6 +39,8 @@ pub struct PackConfig {
 }
 
 impl PackConfig {
+    /// A configuration for Rust callers and tests. The defaults users see live in the
+    /// Python dataclass (`codekiln.data.PackConfig`), which passes every setting.
     pub fn new(out_dir: impl Into<PathBuf>, vocab_size: u32, eot_id: u32) -> PackConfig {
         PackConfig {
             out_dir: out_dir.into(),
