@@ -1,7 +1,14 @@
 """Type stubs for the Rust extension ``codekiln._core`` (built from ``rust/`` by maturin).
 
 The extension is private: the typed public API lives in :mod:`codekiln.tokenizer` and
-:mod:`codekiln.data`. Everything here releases the GIL for the heavy work.
+:mod:`codekiln.data`, which own validation and defaults (settings have no defaults here).
+Everything here releases the GIL for the heavy work.
+
+``num_threads`` everywhere: N >= 1 keeps N cores busy, file reading included; values above
+the CPUs this process may use (or above the number of work items) are capped; 0 raises
+``ValueError``. Errors: I/O problems raise ``OSError`` (``FileNotFoundError``,
+``PermissionError``) naming the file, bad arguments ``ValueError``, and an internal error in
+a worker thread ``RuntimeError``.
 
 Vocabulary layout shared by every function below:
   * ids 0..255 are the 256 single bytes (id == byte value);
@@ -97,7 +104,7 @@ class Encoder:
         """Concatenate the bytes of the tokens; ``ValueError`` names the first unknown id."""
     def token_bytes(self, id: int) -> bytes: ...
 
-# ---- data pipeline (rust/pack.rs and friends; public API in codekiln.data) ----
+# ---- data pipeline (rust/pack/, rust/clean/; public API in codekiln.data) ----
 
 Record = tuple[str, str | None, str | None, str | None]
 """``(text, repo_name, path, license)``."""
@@ -113,19 +120,19 @@ class Packer:
         eot_id: int,
         fingerprint: bytes,
         *,
-        num_threads: int = 1,
-        shard_tokens: int = 50_000_000,
-        filters: dict[str, object] | None = None,
-        exact_dedup: bool = True,
-        near_threshold: float | None = None,
-        near_num_perm: int = 128,
-        near_ngram: int = 5,
-        redact: bool = True,
-        valid_fraction: float = 0.0,
-        text_field: str = "content",
-        resume: Sequence[tuple[int, int]] | None = None,
-        on_shard: Callable[[dict[str, object]], None] | None = None,
-        batch_bytes: int = 1 << 20,
+        num_threads: int,
+        shard_tokens: int,
+        filters: dict[str, object] | None,
+        exact_dedup: bool,
+        near_threshold: float | None,
+        near_num_perm: int,
+        near_ngram: int,
+        redact: bool,
+        valid_fraction: float,
+        text_field: str,
+        resume: Sequence[tuple[int, int]] | None,
+        on_shard: Callable[[dict[str, object]], None] | None,
+        batch_bytes: int,
     ) -> None:
         """``filters``: keys ``min_bytes``, ``max_bytes``, ``max_line_length``,
         ``max_mean_line_length``, ``min_alnum_fraction``, ``auto_generated``, ``license_allow``
@@ -139,7 +146,10 @@ class Packer:
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
         """Read ``(path, name)`` files in Rust (JSON lines / gz / zst, else one UTF-8 document
-        whose path is ``name``). ``progress(documents, bytes)`` after each batch."""
+        whose path is ``name``), one after the other on the packer's pool.
+        ``progress(documents, bytes)`` (cumulative over everything fed) is called now and
+        then from the calling thread; an exception in it (Ctrl-C included) stops the reading
+        and is raised."""
     def add_records(self, records: Sequence[Record]) -> None: ...
     def count_removed(self, reason: str, documents: int, bytes: int) -> None: ...
     def count_invalid(self, records: int) -> None: ...
@@ -155,17 +165,17 @@ def redact(text: str) -> tuple[str, dict[str, int]]: ...
 def redaction_spans(text: str) -> list[tuple[int, int, str]]:
     """``(start, end, kind)`` of each finding, as UTF-8 byte offsets."""
 
-def check_document(
-    text: str, license: str | None = None, filters: dict[str, object] | None = None
-) -> str | None: ...
+def check_document(text: str, license: str | None, filters: dict[str, object] | None) -> str | None:
+    """The name of the first filter that rejects ``text`` (``filters=None``: no filters)."""
+
 def dedup_key(text: str) -> str: ...
 def split_of(
     valid_fraction: float, repo_name: str | None = None, path: str | None = None, text: str = ""
 ) -> str: ...
 def find_near_duplicates(
     texts: Sequence[str],
-    threshold: float = 0.85,
-    num_perm: int = 128,
-    ngram: int = 5,
-    num_threads: int = 1,
+    threshold: float,
+    num_perm: int,
+    ngram: int,
+    num_threads: int,
 ) -> list[tuple[int, int, float]]: ...

@@ -1,8 +1,7 @@
 //! BPE trainer, in numbered stages:
 //!
-//! 1. count pieces: pre-tokenize every document and count unique pieces, in parallel, one
-//!    hash map per worker (u64 counts), merged at the end ([`Trainer::add_texts`],
-//!    [`Trainer::add_files`]: readers -> bounded channel -> counting workers);
+//! 1. count pieces: pre-tokenize every document and count unique pieces, in parallel
+//!    (`counts.rs`: [`Trainer::add_texts`], [`Trainer::add_files`]);
 //! 2. words: every unique piece of two or more bytes becomes a word of byte ids in one flat
 //!    array (pieces of one byte can never merge);
 //! 3. count pairs: adjacent id pairs weighted by word count (overlapping occurrences count,
@@ -18,20 +17,18 @@
 //! depend on the thread count or on hash-map iteration order.
 
 use std::collections::BinaryHeap;
-use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
-use compact_str::CompactString;
 use rayon::prelude::*;
 use smallvec::SmallVec;
 
+use crate::bpe::counts::{PieceCounter, PieceCounts};
+use crate::bpe::pretokenize::Pattern;
+use crate::bpe::vocab::{byte_order, pair_key, FxMap};
+use crate::corpus::scan::FilesReport;
+use crate::error::Result;
 use crate::parallel;
-use crate::pretokenize::{pieces, Pattern};
-use crate::read::read_file_counted;
-use crate::vocab::{byte_order, pair_key, FxMap};
 
 /// Pair counts and, per pair, the words (offsets) that contain it.
 type Pairs = FxMap<u64, PairSlot>;
@@ -44,69 +41,34 @@ struct PairSlot {
     count: i64,
     words: SmallVec<[u32; 4]>,
 }
-/// Unique piece -> number of occurrences.
-pub type PieceCounts = FxMap<CompactString, u64>;
-
-/// Documents handed to a counting worker at once (bytes of text, about).
-const BATCH_BYTES: usize = 1 << 20;
-
-fn count_into(map: &mut PieceCounts, text: &str, pattern: Pattern, newline: bool) -> u64 {
-    let mut n = 0;
-    for piece in pieces(text, pattern, newline) {
-        *map.entry_ref(piece).or_insert(0) += 1;
-        n += 1;
-    }
-    n
-}
-
-fn merge_counts(mut maps: Vec<PieceCounts>) -> PieceCounts {
-    maps.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    let mut it = maps.into_iter();
-    let mut total = it.next().unwrap_or_default();
-    for m in it {
-        for (k, v) in m {
-            *total.entry(k).or_insert(0) += v;
-        }
-    }
-    total
-}
-
-/// What [`Trainer::add_files`] read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FilesReport {
-    pub files: u64,
-    pub documents: u64,
-    pub bytes: u64,
-    pub skipped_files: u64,
-    pub skipped_documents: u64,
-    /// (path, reason) for every skipped file and for files with skipped lines.
-    pub skipped: Vec<(String, String)>,
-}
 
 /// Piece counts accumulated over any number of `add_*` calls, then [`Trainer::train`].
 pub struct Trainer {
-    pub pattern: Pattern,
-    pub newline: bool,
+    counter: PieceCounter,
     pub text_field: String,
-    /// Per-worker partial counts, kept across `add_*` calls and merged only when needed
-    /// (merging per batch measured as a large share of counting time).
-    partials: Vec<PieceCounts>,
-    pub documents: u64,
-    pub total_bytes: u64,
-    pub total_pieces: u64,
 }
 
 impl Trainer {
     pub fn new(pattern: Pattern, newline: bool, text_field: &str) -> Trainer {
         Trainer {
-            pattern,
-            newline,
+            counter: PieceCounter::new(pattern, newline),
             text_field: text_field.to_string(),
-            partials: Vec::new(),
-            documents: 0,
-            total_bytes: 0,
-            total_pieces: 0,
         }
+    }
+
+    /// Documents counted so far.
+    pub fn documents(&self) -> u64 {
+        self.counter.documents
+    }
+
+    /// UTF-8 bytes counted so far.
+    pub fn total_bytes(&self) -> u64 {
+        self.counter.total_bytes
+    }
+
+    /// Pieces counted so far (with repetitions).
+    pub fn total_pieces(&self) -> u64 {
+        self.counter.total_pieces
     }
 
     pub fn unique_pieces(&mut self) -> usize {
@@ -115,176 +77,24 @@ impl Trainer {
 
     /// All counts so far (merges the partial maps into one).
     pub fn counts(&mut self) -> &PieceCounts {
-        if self.partials.len() != 1 {
-            let merged = merge_counts(std::mem::take(&mut self.partials));
-            self.partials.push(merged);
-        }
-        &self.partials[0]
+        self.counter.counts()
     }
 
-    /// Stage 1 for in-memory texts: split into `num_threads` runs of about equal bytes, each
-    /// counted into its own partial map.
+    /// Stage 1 for in-memory texts.
     pub fn add_texts(&mut self, texts: &[&str], num_threads: usize) {
-        let (pattern, newline) = (self.pattern, self.newline);
-        let n = num_threads.max(1);
-        if self.partials.len() < n {
-            self.partials.resize_with(n, PieceCounts::default);
-        }
-        let total: usize = texts.iter().map(|t| t.len()).sum();
-        let mut chunks: Vec<&[&str]> = Vec::with_capacity(n);
-        let (mut begin, mut acc) = (0usize, 0usize);
-        for (i, t) in texts.iter().enumerate() {
-            acc += t.len();
-            if acc * n >= total * (chunks.len() + 1) && chunks.len() + 1 < n {
-                chunks.push(&texts[begin..=i]);
-                begin = i + 1;
-            }
-        }
-        chunks.push(&texts[begin..]);
-        let pieces: u64 = parallel::install(n, || {
-            self.partials[..chunks.len()]
-                .par_iter_mut()
-                .zip(chunks.par_iter())
-                .map(|(map, chunk)| {
-                    chunk
-                        .iter()
-                        .map(|t| count_into(map, t, pattern, newline))
-                        .sum::<u64>()
-                })
-                .sum()
-        });
-        self.documents += texts.len() as u64;
-        self.total_bytes += total as u64;
-        self.total_pieces += pieces;
+        self.counter.add_texts(texts, num_threads)
     }
 
-    /// Stage 1 for files: `readers` threads decompress/parse files into batches, `num_threads`
-    /// workers count them. `progress(done, total)` (bytes on disk) is called from this thread.
+    /// Stage 1 for files, on `num_threads` threads (reading included). `progress(done,
+    /// total)` (bytes on disk) is called from this thread; `false` stops (an interruption).
     pub fn add_files(
         &mut self,
         paths: &[PathBuf],
         num_threads: usize,
         progress: &mut dyn FnMut(u64, u64) -> bool,
-    ) -> io::Result<FilesReport> {
-        let num_threads = num_threads.max(1);
-        let total: u64 = paths
-            .iter()
-            .map(|p| {
-                std::fs::metadata(p)
-                    .map(|m| m.len())
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
-            })
-            .collect::<io::Result<Vec<u64>>>()?
-            .iter()
-            .sum();
-        let (pattern, newline) = (self.pattern, self.newline);
-        let text_field = self.text_field.clone();
-        let done = AtomicU64::new(0);
-        let next_file = AtomicUsize::new(0);
-        let report = Mutex::new(FilesReport::default());
-        let error: Mutex<Option<io::Error>> = Mutex::new(None);
-        let readers = num_threads.min(paths.len()).max(1);
-        let finished = AtomicUsize::new(0);
-        let (tx, rx) = crossbeam_channel::bounded::<Vec<String>>(2 * num_threads);
-
-        let maps: Vec<(PieceCounts, u64)> = std::thread::scope(|s| {
-            for _ in 0..readers {
-                let tx = tx.clone();
-                let (done, next_file, report, error, text_field) =
-                    (&done, &next_file, &report, &error, &text_field);
-                s.spawn(move || loop {
-                    let i = next_file.fetch_add(1, Ordering::Relaxed);
-                    if i >= paths.len() || error.lock().unwrap().is_some() {
-                        break;
-                    }
-                    let path = &paths[i];
-                    let mut batch: Vec<String> = Vec::new();
-                    let mut batch_bytes = 0usize;
-                    let res = read_file_counted(path, text_field, false, done, |rec| {
-                        if batch_bytes == 0 && error.lock().unwrap().is_some() {
-                            return false; // stopping: leave the rest of the file unread
-                        }
-                        batch_bytes += rec.text.len();
-                        batch.push(rec.text);
-                        if batch_bytes >= BATCH_BYTES {
-                            let _ = tx.send(std::mem::take(&mut batch));
-                            batch_bytes = 0;
-                        }
-                        true
-                    });
-                    if !batch.is_empty() {
-                        let _ = tx.send(batch);
-                    }
-                    match res {
-                        Ok(st) => {
-                            let mut r = report.lock().unwrap();
-                            r.files += 1;
-                            r.documents += st.documents;
-                            r.bytes += st.bytes;
-                            r.skipped_documents += st.skipped_documents;
-                            let name = path.display().to_string();
-                            if let Some(reason) = st.skipped_file {
-                                r.skipped_files += 1;
-                                r.skipped.push((name, reason));
-                            } else if st.skipped_documents > 0 {
-                                let reason = format!(
-                                    "{} line(s) without a string field {:?} skipped",
-                                    st.skipped_documents, text_field
-                                );
-                                r.skipped.push((name, reason));
-                            }
-                        }
-                        Err(e) => {
-                            error.lock().unwrap().get_or_insert(e);
-                        }
-                    }
-                });
-            }
-            drop(tx);
-            let workers: Vec<_> = (0..num_threads)
-                .map(|_| {
-                    let rx = rx.clone();
-                    let (finished, error) = (&finished, &error);
-                    s.spawn(move || {
-                        let mut map = PieceCounts::default();
-                        let mut n = 0u64;
-                        for batch in rx.iter() {
-                            if error.lock().unwrap().is_some() {
-                                continue; // stopping: drain the channel so readers finish
-                            }
-                            for text in &batch {
-                                n += count_into(&mut map, text, pattern, newline);
-                            }
-                        }
-                        finished.fetch_add(1, Ordering::Release);
-                        (map, n)
-                    })
-                })
-                .collect();
-            while finished.load(Ordering::Acquire) < num_threads {
-                if !progress(done.load(Ordering::Relaxed), total) {
-                    let stop = io::Error::new(io::ErrorKind::Interrupted, "interrupted");
-                    error.lock().unwrap().get_or_insert(stop);
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            progress(done.load(Ordering::Relaxed), total);
-            workers.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        if let Some(e) = error.into_inner().unwrap() {
-            return Err(e);
-        }
-        let mut report = report.into_inner().unwrap();
-        report.skipped.sort();
-        self.documents += report.documents;
-        self.total_bytes += report.bytes;
-        let (maps, pieces): (Vec<PieceCounts>, Vec<u64>) = maps.into_iter().unzip();
-        self.total_pieces += pieces.iter().sum::<u64>();
-        self.partials.extend(maps);
-        if self.partials.len() > 4 * num_threads {
-            self.counts();
-        }
-        Ok(report)
+    ) -> Result<FilesReport> {
+        self.counter
+            .add_files(paths, &self.text_field, num_threads, progress)
     }
 
     /// Stages 2-4: learn up to `num_merges` merges (fewer when no pair count reaches
@@ -311,8 +121,7 @@ impl Trainer {
         num_threads: usize,
         progress: &mut dyn FnMut(u64) -> bool,
     ) -> Vec<(u32, u32)> {
-        self.counts();
-        let counts = std::mem::take(&mut self.partials).pop().unwrap_or_default();
+        let counts = self.counter.take_counts();
         let mut words = Words::sized_for(&counts);
         words.extend(counts.into_iter());
         learn_merges(words, num_merges, min_frequency, num_threads, progress)
@@ -558,6 +367,7 @@ pub fn learn_merges(
 ) -> Vec<(u32, u32)> {
     let entry = |pair: u64, count: i64| Entry { count, pair };
 
+    let num_threads = parallel::threads(num_threads);
     let mut pairs = count_pairs(&words, num_threads);
     let mut heap: BinaryHeap<Entry> = pairs
         .iter()
@@ -568,7 +378,7 @@ pub fn learn_merges(
     let min_count = min_frequency.max(1) as i64;
     words.offsets = Vec::new();
     let ptr = WordsPtr(words.data.as_mut_ptr());
-    let pool = parallel::pool(num_threads.max(1));
+    let pool = parallel::pool(num_threads);
     let mut effect = MergeEffect::default();
 
     while merges.len() < num_merges {
@@ -763,43 +573,5 @@ mod tests {
         }
         assert!(results.windows(2).all(|w| w[0] == w[1]));
         assert!(!results[0].is_empty());
-    }
-
-    #[test]
-    fn files_count_like_texts() {
-        let dir = std::env::temp_dir().join(format!("codekiln-train-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let texts = corpus(9, 50, b"def x(y):\n  return");
-        let mut paths = Vec::new();
-        for (i, t) in texts.iter().enumerate() {
-            let p = dir.join(format!("f{i}.py"));
-            std::fs::write(&p, t).unwrap();
-            paths.push(p);
-        }
-        let bad = dir.join("bad.py");
-        std::fs::write(&bad, b"\xff\xfe").unwrap();
-        paths.push(bad);
-        let mut from_files = Trainer::new(Pattern::Code, true, "content");
-        let mut calls = 0;
-        let report = from_files
-            .add_files(&paths, 2, &mut |_, _| {
-                calls += 1;
-                true
-            })
-            .unwrap();
-        assert!(calls >= 1);
-        assert_eq!(report.files, 51);
-        assert_eq!(report.skipped_files, 1);
-        assert_eq!(report.documents, 50);
-        let mut from_texts = Trainer::new(Pattern::Code, true, "content");
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        from_texts.add_texts(&refs, 1);
-        assert_eq!(from_files.counts(), from_texts.counts());
-        assert_eq!(from_files.total_pieces, from_texts.total_pieces);
-        let missing = vec![dir.join("nope.py")];
-        let err = Trainer::new(Pattern::Code, true, "content")
-            .add_files(&missing, 1, &mut |_, _| true)
-            .unwrap_err();
-        assert!(err.to_string().contains("nope.py"));
     }
 }

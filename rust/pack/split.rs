@@ -4,6 +4,9 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::clean::dedup::exact_key;
+use crate::corpus::read::Record;
+
 /// Which split a document goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Split {
@@ -38,6 +41,18 @@ pub fn split_of(key: &str, valid_fraction: f64) -> Split {
     } else {
         Split::Train
     }
+}
+
+/// The key a document is split by: its repository, else its path, else its content.
+pub fn split_key(rec: &Record) -> String {
+    if let Some(r) = rec.repo_name.as_deref().filter(|r| !r.is_empty()) {
+        return format!("repo:{r}");
+    }
+    if let Some(p) = rec.path.as_deref().filter(|p| !p.is_empty()) {
+        return format!("path:{p}");
+    }
+    let mut scratch = Vec::new();
+    format!("text:{:032x}", exact_key(&rec.text, &mut scratch))
 }
 
 #[cfg(test)]

@@ -3,10 +3,13 @@
 //!
 //! Reading is streaming (a `BufRead` over the decompressor) so memory does not grow with the
 //! file. Undecodable input is skipped and counted, never fatal; only I/O errors (a missing or
-//! unreadable file) are returned as errors, with the path in the message.
+//! unreadable file) and a JSON array where JSON lines were expected are errors, with the
+//! path attached. Reading many files (threads, progress, cancel) is `scan.rs`'s job.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
+
+use crate::error::{Context, Error, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -66,10 +69,6 @@ pub struct ReadStats {
     pub skipped_file: Option<String>,
 }
 
-fn annotate(path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{}: {}", path.display(), e))
-}
-
 /// Read `path`, calling `sink` for every document; reading stops early when `sink` returns
 /// `false` (an interrupted run). `text_field` names the JSON field holding the text;
 /// `with_meta` also extracts `repo_name`, `path` and `license` when present.
@@ -78,7 +77,7 @@ pub fn read_file(
     text_field: &str,
     with_meta: bool,
     sink: impl FnMut(Record) -> bool,
-) -> io::Result<ReadStats> {
+) -> Result<ReadStats> {
     let done = AtomicU64::new(0);
     read_file_counted(path, text_field, with_meta, &done, sink)
 }
@@ -104,18 +103,16 @@ pub fn read_file_counted(
     with_meta: bool,
     done: &AtomicU64,
     mut sink: impl FnMut(Record) -> bool,
-) -> io::Result<ReadStats> {
+) -> Result<ReadStats> {
     let file = Counted {
-        inner: File::open(path).map_err(|e| annotate(path, e))?,
+        inner: File::open(path).at(path)?,
         done,
     };
     let mut stats = ReadStats::default();
     match FileKind::of(path) {
         FileKind::Text => {
             let mut buf = Vec::new();
-            BufReader::new(file)
-                .read_to_end(&mut buf)
-                .map_err(|e| annotate(path, e))?;
+            BufReader::new(file).read_to_end(&mut buf).at(path)?;
             match String::from_utf8(buf) {
                 Ok(text) => {
                     stats.documents = 1;
@@ -137,18 +134,14 @@ pub fn read_file_counted(
             let reader: Box<dyn Read> = match compression {
                 Compression::None => Box::new(file),
                 Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-                Compression::Zstd => {
-                    Box::new(zstd::stream::read::Decoder::new(file).map_err(|e| annotate(path, e))?)
-                }
+                Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file).at(path)?),
             };
             let mut reader = BufReader::with_capacity(1 << 20, reader);
             let mut line = Vec::new();
             let mut first = true;
             loop {
                 line.clear();
-                let n = reader
-                    .read_until(b'\n', &mut line)
-                    .map_err(|e| annotate(path, e))?;
+                let n = reader.read_until(b'\n', &mut line).at(path)?;
                 if n == 0 {
                     break;
                 }
@@ -186,17 +179,14 @@ const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// A `.json` file holding one JSON array (not JSON lines) would otherwise be read as one
 /// invalid record per line: say what it is instead.
-fn check_not_json_array(path: &Path, first_line: &[u8]) -> io::Result<()> {
+fn check_not_json_array(path: &Path, first_line: &[u8]) -> Result<()> {
     let start = first_line.iter().find(|b| !b.is_ascii_whitespace());
     if start == Some(&b'[') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: a JSON array, not JSON lines (one object per line); convert it with \
-                 `jq -c '.[]' FILE > FILE.jsonl`",
-                path.display()
-            ),
-        ));
+        return Err(Error::invalid_data(
+            "a JSON array, not JSON lines (one object per line); convert it with \
+             `jq -c '.[]' FILE > FILE.jsonl`",
+        )
+        .at(path));
     }
     Ok(())
 }
@@ -255,7 +245,9 @@ mod tests {
         )
         .unwrap();
         let err = read_file(&a, "content", false, |_| true).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            matches!(err.kind(), crate::error::Kind::Io(e) if e.kind() == io::ErrorKind::InvalidData)
+        );
         assert!(
             err.to_string().contains("array.json: a JSON array"),
             "{err}"

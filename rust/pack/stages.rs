@@ -1,21 +1,23 @@
-//! The stages of the packer (see `pack.rs` for the pipeline): the per-batch work that runs
+//! The stages of the packer (see `packer.rs` for the pipeline): the per-batch work that runs
 //! on the pool (stage A: filters, dedup keys, MinHash signatures, split; stage B: redaction,
 //! tokenization, serialization), and the two ordered threads: the decider (dedup, split
 //! counters, resume) and the writer (shard boundaries, atomic shard files).
 
-use crate::clean::{Cleaner, Reason};
-use crate::dedup::{exact_key, ExactDedup};
-use crate::neardup::{LshIndex, MinHasher};
-use crate::pack::{OnShard, PackConfig, SplitReport, Tokenize};
-use crate::read::Record;
-use crate::redact::{Counts, Redactor};
-use crate::shard::{encode_doc, ShardInfo, ShardWriter};
-use crate::split::{split_of, Split};
 use std::collections::BTreeMap;
-use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
+
+use crate::clean::dedup::{exact_key, ExactDedup};
+use crate::clean::filters::{Cleaner, Reason};
+use crate::clean::neardup::{LshIndex, MinHasher};
+use crate::clean::redact::{Counts, Redactor};
+use crate::corpus::read::Record;
+use crate::error::{catch, Error, Result};
+use crate::pack::config::{OnShard, PackConfig, SplitReport, Tokenize};
+use crate::pack::shard::{encode_doc, ShardInfo, ShardWriter};
+use crate::pack::split::{split_key, split_of, Split};
+use crate::parallel::TicketReturn;
 
 pub(crate) struct Prepared {
     pub(crate) rec: Record,
@@ -40,7 +42,7 @@ pub(crate) struct Tokenized {
     pub(crate) redactions: Counts,
 }
 
-pub(crate) type Staged<T> = (u64, Result<Vec<T>, String>);
+pub(crate) type Staged<T> = (u64, Result<Vec<T>>);
 
 #[derive(Default)]
 pub(crate) struct DeciderReport {
@@ -57,18 +59,27 @@ pub(crate) struct WriterReport {
     pub(crate) tokens: [u64; 2],
 }
 
+/// The first error of any stage; the feeding side polls [`Shared::failed`] per document.
+#[derive(Default)]
 pub(crate) struct Shared {
-    pub(crate) error: Mutex<Option<String>>,
+    error: Mutex<Option<Error>>,
+    failed: AtomicBool,
 }
 
 impl Shared {
-    pub(crate) fn fail(&self, msg: String) {
-        let mut e = self.error.lock().unwrap();
-        if e.is_none() {
-            *e = Some(msg);
+    pub(crate) fn fail(&self, e: Error) {
+        let mut slot = self.error.lock().unwrap();
+        if slot.is_none() {
+            *slot = Some(e);
         }
+        self.failed.store(true, Ordering::Relaxed);
     }
-    pub(crate) fn error(&self) -> Option<String> {
+
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn error(&self) -> Option<Error> {
         self.error.lock().unwrap().clone()
     }
 }
@@ -114,18 +125,6 @@ impl StageA {
     }
 }
 
-/// The key a document is split by: its repository, else its path, else its content.
-pub fn split_key(rec: &Record) -> String {
-    if let Some(r) = rec.repo_name.as_deref().filter(|r| !r.is_empty()) {
-        return format!("repo:{r}");
-    }
-    if let Some(p) = rec.path.as_deref().filter(|p| !p.is_empty()) {
-        return format!("path:{p}");
-    }
-    let mut scratch = Vec::new();
-    format!("text:{:032x}", exact_key(&rec.text, &mut scratch))
-}
-
 /// Stage B: redact, tokenize and serialize the kept documents of a batch.
 pub(crate) struct StageB {
     pub(crate) redactor: Option<Redactor>,
@@ -158,15 +157,9 @@ impl StageB {
     }
 }
 
-pub(crate) fn run_caught<T>(f: impl FnOnce() -> Vec<T>) -> Result<Vec<T>, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".into());
-        format!("internal error in a packing worker: {msg}")
-    })
+/// Run a batch job; a panic becomes an internal error (a `RuntimeError` in Python).
+pub(crate) fn run_caught<T>(f: impl FnOnce() -> Vec<T>) -> Result<Vec<T>> {
+    catch(f)
 }
 
 /// Pops consecutive items from a reorder buffer.
@@ -255,7 +248,7 @@ pub(crate) struct OpenShards {
 pub(crate) fn write(
     cfg: PackConfig,
     rx: Receiver<Staged<Tokenized>>,
-    tickets: SyncSender<()>,
+    tickets: TicketReturn,
     mut on_shard: OnShard,
     shared: Arc<Shared>,
 ) -> WriterReport {
@@ -271,25 +264,22 @@ pub(crate) fn write(
         pending.insert(idx, result);
         while let Some(result) = pop_ready(&mut pending, &mut next) {
             if !failed {
-                let r = result.and_then(|docs| {
-                    write_docs(&cfg, &mut open, docs, &mut report, &mut on_shard)
-                        .map_err(|e| e.to_string())
-                });
+                let r = result
+                    .and_then(|docs| write_docs(&cfg, &mut open, docs, &mut report, &mut on_shard));
                 if let Err(e) = r {
                     shared.fail(e);
                     failed = true;
                 }
             }
             // Return the ticket: the reader may start another batch.
-            let _ = tickets.try_send(());
+            tickets.put();
         }
     }
     if !failed && shared.error().is_none() {
         for s in 0..2 {
             if let Some(w) = open.current[s].take() {
-                match finish_shard(w, &mut report, &mut on_shard) {
-                    Ok(()) => {}
-                    Err(e) => shared.fail(e.to_string()),
+                if let Err(e) = finish_shard(w, &mut report, &mut on_shard) {
+                    shared.fail(e);
                 }
             }
         }
@@ -304,7 +294,7 @@ pub(crate) fn write_docs(
     docs: Vec<Tokenized>,
     report: &mut WriterReport,
     on_shard: &mut OnShard,
-) -> io::Result<()> {
+) -> Result<()> {
     for d in docs {
         let s = d.split as usize;
         report.redactions.add(&d.redactions);
@@ -342,7 +332,7 @@ pub(crate) fn finish_shard(
     w: ShardWriter,
     report: &mut WriterReport,
     on_shard: &mut OnShard,
-) -> io::Result<()> {
+) -> Result<()> {
     let info = w.finish()?;
     on_shard(&info);
     let s = if info.split == "valid" { 1 } else { 0 };

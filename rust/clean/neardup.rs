@@ -290,7 +290,8 @@ pub fn find_near_duplicates(
 ) -> Vec<(usize, usize, f64)> {
     use rayon::prelude::*;
     let hasher = MinHasher::new(cfg);
-    let sigs: Vec<Vec<u32>> = crate::parallel::install(num_threads.max(1), || {
+    let n = crate::parallel::threads_for(num_threads, texts.len());
+    let sigs: Vec<Vec<u32>> = crate::parallel::install(n, || {
         texts.par_iter().map(|t| hasher.signature(t)).collect()
     });
     let mut index = LshIndex::new(cfg);

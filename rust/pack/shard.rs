@@ -29,8 +29,10 @@
 
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+use crate::error::{Context, Error, Result};
 
 pub const MAGIC: [u8; 8] = *b"CKSHARD\0";
 pub const VERSION: u32 = 1;
@@ -182,11 +184,11 @@ impl ShardWriter {
         vocab_size: u32,
         eot_id: u32,
         fingerprint: [u8; 32],
-    ) -> io::Result<ShardWriter> {
+    ) -> Result<ShardWriter> {
         let tmp = dir.join(format!("{}.tmp", shard_name(split, index)));
-        let file = File::create(&tmp).map_err(|e| annotate(&tmp, e))?;
+        let file = File::create(&tmp).at(&tmp)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&[0u8; HEADER_BYTES])?;
+        out.write_all(&[0u8; HEADER_BYTES]).at(&tmp)?;
         Ok(ShardWriter {
             dir: dir.to_path_buf(),
             split: split.to_string(),
@@ -214,7 +216,7 @@ impl ShardWriter {
     }
 
     /// Append one document and its separator.
-    pub fn push_doc(&mut self, tokens: &[u32]) -> io::Result<()> {
+    pub fn push_doc(&mut self, tokens: &[u32]) -> Result<()> {
         let mut buf = Vec::new();
         encode_doc(
             tokens,
@@ -228,12 +230,12 @@ impl ShardWriter {
     /// Append a document already serialized by [`encode_doc`] (with this shard's token width
     /// and separator); `tokens` counts the separator. The packer's workers serialize, so the
     /// single writer thread only copies bytes.
-    pub fn push_encoded(&mut self, bytes: &[u8], tokens: u64) -> io::Result<()> {
+    pub fn push_encoded(&mut self, bytes: &[u8], tokens: u64) -> Result<()> {
         debug_assert_eq!(
             bytes.len() as u64,
             tokens * u64::from(self.header.token_bytes)
         );
-        self.out.write_all(bytes)?;
+        self.out.write_all(bytes).at(&self.tmp)?;
         self.header.token_count += tokens;
         self.header.doc_count += 1;
         self.offsets.push(self.header.token_count);
@@ -241,26 +243,27 @@ impl ShardWriter {
     }
 
     /// Write the index and header, fsync, hash, and atomically rename into place.
-    pub fn finish(mut self) -> io::Result<ShardInfo> {
+    pub fn finish(mut self) -> Result<ShardInfo> {
         let index: Vec<u8> = self.offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
-        self.out.write_all(&index)?;
-        let mut file = self.out.into_inner().map_err(|e| e.into_error())?;
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(&self.header.to_bytes())?;
+        let tmp = &self.tmp;
+        self.out.write_all(&index).at(tmp)?;
+        let mut file = self.out.into_inner().map_err(|e| e.into_error()).at(tmp)?;
+        file.seek(SeekFrom::Start(0)).at(tmp)?;
+        file.write_all(&self.header.to_bytes()).at(tmp)?;
         // Hash (CPU) while the kernel flushes the file (I/O): at the end of a pack the last
         // shard's finish is the only work left, so overlapping the two shortens the tail.
         let (synced, hashed) = std::thread::scope(|scope| {
             let sync = scope.spawn(|| file.sync_all());
-            let hashed = sha256_file(&self.tmp);
+            let hashed = sha256_file(tmp);
             (sync.join().expect("fsync thread"), hashed)
         });
-        synced?;
+        synced.at(tmp)?;
         drop(file);
         let (bytes, sha256) = hashed?;
         debug_assert_eq!(bytes, self.header.file_size());
         let file = shard_name(&self.split, self.index);
         let dest = self.dir.join(&file);
-        fs::rename(&self.tmp, &dest).map_err(|e| annotate(&dest, e))?;
+        fs::rename(&self.tmp, &dest).at(&dest)?;
         sync_dir(&self.dir);
         Ok(ShardInfo {
             split: self.split,
@@ -275,13 +278,13 @@ impl ShardWriter {
 }
 
 /// Size and hex SHA-256 of a file.
-pub fn sha256_file(path: &Path) -> io::Result<(u64, String)> {
-    let mut f = File::open(path).map_err(|e| annotate(path, e))?;
+pub fn sha256_file(path: &Path) -> Result<(u64, String)> {
+    let mut f = File::open(path).at(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
     loop {
-        let k = f.read(&mut buf)?;
+        let k = f.read(&mut buf).at(path)?;
         if k == 0 {
             break;
         }
@@ -296,32 +299,31 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Check a finished shard: header, exact size and (when given) its SHA-256.
-pub fn verify(path: &Path, sha256: Option<&str>) -> Result<Header, String> {
-    let name = path.display();
-    let mut f = File::open(path).map_err(|e| format!("{name}: {e}"))?;
+pub fn verify(path: &Path, sha256: Option<&str>) -> Result<Header> {
+    let mut f = File::open(path).at(path)?;
     let mut head = vec![0u8; HEADER_BYTES];
-    let n = f.read(&mut head).map_err(|e| format!("{name}: {e}"))?;
-    let h = Header::parse(&head[..n]).map_err(|e| format!("{name}: {e}"))?;
-    let size = f.metadata().map_err(|e| format!("{name}: {e}"))?.len();
+    let n = f.read(&mut head).at(path)?;
+    let h = Header::parse(&head[..n])
+        .map_err(Error::invalid_data)
+        .at(path)?;
+    let size = f.metadata().at(path)?.len();
     if size != h.file_size() {
-        return Err(format!(
-            "{name}: {size} bytes but the header promises {} (truncated or corrupt)",
+        return Err(Error::invalid_data(format!(
+            "{size} bytes but the header promises {} (truncated or corrupt)",
             h.file_size()
-        ));
+        ))
+        .at(path));
     }
     if let Some(want) = sha256 {
-        let (_, got) = sha256_file(path).map_err(|e| e.to_string())?;
+        let (_, got) = sha256_file(path)?;
         if got != want {
-            return Err(format!(
-                "{name}: SHA-256 {got} does not match the manifest's {want}"
-            ));
+            return Err(Error::invalid_data(format!(
+                "SHA-256 {got} does not match the manifest's {want}"
+            ))
+            .at(path));
         }
     }
     Ok(h)
-}
-
-fn annotate(path: &Path, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{}: {}", path.display(), e))
 }
 
 /// Make a rename durable. Best effort: not every platform can open a directory.
@@ -393,19 +395,23 @@ mod tests {
         assert!(verify(&p, None).is_ok());
         assert!(verify(&p, Some(&info.sha256))
             .unwrap_err()
+            .to_string()
             .contains("SHA-256"));
         // Truncate: the size check names the file.
         fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
-        let e = verify(&p, None).unwrap_err();
+        let e = verify(&p, None).unwrap_err().to_string();
         assert!(
             e.contains("truncated") && e.contains("valid-000000.bin"),
             "{e}"
         );
         fs::write(&p, b"hello").unwrap();
-        assert!(verify(&p, None).unwrap_err().contains("shorter"));
+        assert!(verify(&p, None)
+            .unwrap_err()
+            .to_string()
+            .contains("shorter"));
         let mut foreign = vec![0u8; 300];
         foreign[0] = b'X';
         fs::write(&p, &foreign).unwrap();
-        assert!(verify(&p, None).unwrap_err().contains("magic"));
+        assert!(verify(&p, None).unwrap_err().to_string().contains("magic"));
     }
 }

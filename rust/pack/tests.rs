@@ -1,0 +1,338 @@
+//! End-to-end tests of the packer: shard bytes identical for any thread count, resume,
+//! filters and dedup, reading files in the pool, cancel, abort, errors.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::*;
+use crate::clean::filters::CleanConfig;
+use crate::clean::neardup::NearConfig;
+use crate::corpus::read::Record;
+use crate::error::Kind;
+use crate::pack::shard::{verify, HEADER_BYTES};
+use crate::pack::split::{split_key, split_of, Split};
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("codekiln-pack-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A byte-level "tokenizer": id = byte value; 256 is the separator.
+fn bytes_tokenizer() -> Tokenize {
+    Arc::new(|t: &str, out: &mut Vec<u32>| out.extend(t.bytes().map(u32::from)))
+}
+
+fn corpus(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| {
+            let body: String = (0..(i % 7 + 1))
+                .map(|j| format!("def f_{i}_{j}(x):\n    return x * {j} + {i}\n"))
+                .collect();
+            Record {
+                text: body,
+                repo_name: Some(format!("repo{}", i % 13)),
+                path: Some(format!("f{i}.py")),
+                license: None,
+            }
+        })
+        .collect()
+}
+
+fn config(dir: &Path, threads: usize) -> PackConfig {
+    let mut c = PackConfig::new(dir, 257, 256);
+    c.num_threads = threads;
+    c.clean = CleanConfig::none();
+    c.redact = false;
+    c.valid_fraction = 0.3;
+    c.shard_tokens = 2_000;
+    c.batch_bytes = 500;
+    c
+}
+
+fn pack(cfg: PackConfig, records: Vec<Record>) -> PackReport {
+    let mut p = Packer::new(cfg, bytes_tokenizer(), Box::new(|_| {})).unwrap();
+    for chunk in records.chunks(17) {
+        p.add_records(chunk.to_vec()).unwrap();
+    }
+    p.finish().unwrap()
+}
+
+/// Read back every document of a split through the index.
+fn read_docs(dir: &Path, split: &str) -> Vec<String> {
+    let mut docs = Vec::new();
+    for i in 0.. {
+        let p = dir.join(crate::pack::shard::shard_name(split, i));
+        if !p.exists() {
+            break;
+        }
+        let h = verify(&p, None).unwrap();
+        let b = fs::read(&p).unwrap();
+        let toks: Vec<u32> = b[HEADER_BYTES..h.index_offset() as usize]
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)
+            .collect();
+        let off: Vec<usize> = b[h.index_offset() as usize..]
+            .chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as usize)
+            .collect();
+        for w in off.windows(2) {
+            assert_eq!(toks[w[1] - 1], 256);
+            docs.push(
+                toks[w[0]..w[1] - 1]
+                    .iter()
+                    .map(|&t| t as u8 as char)
+                    .collect(),
+            );
+        }
+    }
+    docs
+}
+
+fn dir_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn round_trip_split_and_thread_invariance() {
+    let records = corpus(300);
+    let d1 = tmpdir("rt1");
+    let r1 = pack(config(&d1, 1), records.clone());
+    assert_eq!(r1.documents_in, 300);
+    assert_eq!(r1.train.documents + r1.valid.documents, 300);
+    assert!(r1.train.shards.len() > 2 && !r1.valid.shards.is_empty());
+    // Every document comes back, in order, in the split of its repository.
+    let train = read_docs(&d1, "train");
+    let valid = read_docs(&d1, "valid");
+    let mut want_train = Vec::new();
+    let mut want_valid = Vec::new();
+    for r in &records {
+        match split_of(&split_key(r), 0.3) {
+            Split::Train => want_train.push(r.text.clone()),
+            Split::Valid => want_valid.push(r.text.clone()),
+        }
+    }
+    assert_eq!(train, want_train);
+    assert_eq!(valid, want_valid);
+    for s in &r1.train.shards {
+        assert!(s.tokens <= 2_000);
+    }
+    for threads in [2, 3, 8] {
+        let d = tmpdir(&format!("rt{threads}"));
+        let r = pack(config(&d, threads), records.clone());
+        assert_eq!(dir_bytes(&d), dir_bytes(&d1), "threads={threads}");
+        assert_eq!(r.train.shards, r1.train.shards);
+    }
+}
+
+#[test]
+fn filters_dedup_and_report() {
+    let mut records = corpus(50);
+    let mut dup = records[3].clone();
+    dup.text = dup.text.replace("    ", "\t");
+    records.push(dup);
+    records.push(Record {
+        text: "x".into(),
+        ..Record::default()
+    });
+    let d = tmpdir("dedup");
+    let mut cfg = config(&d, 2);
+    cfg.clean.min_bytes = Some(10);
+    let r = pack(cfg, records);
+    assert_eq!(r.removed.get("exact_duplicate"), Some(&1));
+    assert_eq!(r.removed.get("too_small"), Some(&1));
+    assert_eq!(r.removed_bytes.get("too_small"), Some(&1));
+    assert_eq!(r.train.documents + r.valid.documents, 50);
+}
+
+#[test]
+fn resume_skips_completed_shards_and_matches() {
+    let records = corpus(300);
+    let full = tmpdir("resume-full");
+    let r = pack(config(&full, 2), records.clone());
+    // Pretend the run died after the first two train shards and the first valid shard.
+    let part = tmpdir("resume-part");
+    let mut resume = [(0usize, 0u64); 2];
+    for (s, shards, keep) in [(0, &r.train.shards, 2), (1, &r.valid.shards, 1)] {
+        for sh in &shards[..keep] {
+            fs::copy(full.join(&sh.file), part.join(&sh.file)).unwrap();
+            resume[s].1 += sh.documents;
+        }
+        resume[s].0 = keep;
+    }
+    fs::write(part.join("train-000002.bin.tmp"), b"partial garbage").unwrap();
+    let mut cfg = config(&part, 2);
+    cfg.resume = resume;
+    let r2 = pack(cfg, records);
+    assert_eq!(r2.train.resumed_documents, resume[0].1);
+    assert_eq!(r2.train.shards.len(), r.train.shards.len() - 2);
+    assert_eq!(r2.train.shards[..], r.train.shards[2..]);
+    let mut a = dir_bytes(&full);
+    let b = dir_bytes(&part);
+    a.retain(|k, _| !k.ends_with(".tmp"));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn files_near_dedup_and_redaction() {
+    let d = tmpdir("files");
+    let inputs = tmpdir("files-in");
+    let base: String = (0..200)
+        .map(|i| format!("value_{i} = compute({i}, {})\n", i * 7))
+        .collect();
+    let near = base.replacen("compute(3,", "compute(4,", 1);
+    let secret = format!("{base}EMAIL = 'someone@example.com'\n").replace("value_", "other_");
+    fs::write(inputs.join("a.py"), &base).unwrap();
+    fs::write(inputs.join("b.py"), &near).unwrap();
+    fs::write(inputs.join("c.py"), &secret).unwrap();
+    fs::write(inputs.join("d.py"), b"\xff\xfe not utf-8").unwrap();
+    let mut cfg = config(&d, 2);
+    cfg.valid_fraction = 0.0;
+    cfg.near_dedup = Some(NearConfig::default());
+    cfg.redact = true;
+    cfg.shard_tokens = 1_000_000;
+    let mut p = Packer::new(cfg, bytes_tokenizer(), Box::new(|_| {})).unwrap();
+    for f in ["a.py", "b.py", "c.py", "d.py"] {
+        p.add_file(&inputs.join(f), Some(f)).unwrap();
+    }
+    assert!(p.add_file(&inputs.join("missing.py"), None).is_err());
+    let r = p.finish().unwrap();
+    assert_eq!(r.files, 4);
+    assert_eq!(r.skipped_files.len(), 1);
+    assert_eq!(r.removed.get("near_duplicate"), Some(&1));
+    assert_eq!(r.redactions.get(crate::clean::redact::Kind::Email), 1);
+    let docs = read_docs(&d, "train");
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0], base);
+    assert!(docs[1].ends_with("EMAIL = '<EMAIL>'\n"));
+}
+
+#[test]
+fn file_reader_runs_in_the_pool_for_any_thread_count() {
+    // The reader works on a pool thread and runs pending jobs while it waits for a
+    // ticket; with one thread it is the only worker. Tiny batches and one or two batches
+    // in flight exercise that hand-off; the shards equal those of `add_records`.
+    let records = corpus(200);
+    let inputs = tmpdir("pool-in");
+    let jsonl: String = records
+        .iter()
+        .map(|r| {
+            let obj = serde_json::json!({
+                "content": r.text, "repo_name": r.repo_name, "path": r.path,
+            });
+            format!("{obj}\n")
+        })
+        .collect();
+    let file = inputs.join("corpus.jsonl");
+    fs::write(&file, jsonl).unwrap();
+    let want_dir = tmpdir("pool-want");
+    pack(config(&want_dir, 2), records);
+    let want = dir_bytes(&want_dir);
+    for threads in [1, 2, 3] {
+        for in_flight in [1, 2] {
+            let d = tmpdir(&format!("pool-{threads}-{in_flight}"));
+            let mut cfg = config(&d, threads);
+            cfg.max_in_flight = in_flight;
+            let mut p = Packer::new(cfg, bytes_tokenizer(), Box::new(|_| {})).unwrap();
+            p.add_file(&file, None).unwrap();
+            let r = p.finish().unwrap();
+            assert_eq!(r.documents_in, 200);
+            assert_eq!(
+                dir_bytes(&d),
+                want,
+                "threads={threads} in_flight={in_flight}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cancel_stops_reading_a_file() {
+    let records = corpus(3000);
+    let inputs = tmpdir("cancel-in");
+    let jsonl: String = records
+        .iter()
+        .map(|r| format!("{}\n", serde_json::json!({ "content": r.text })))
+        .collect();
+    let file = inputs.join("corpus.jsonl");
+    fs::write(&file, jsonl).unwrap();
+    let d = tmpdir("cancel");
+    let mut cfg = config(&d, 2);
+    cfg.max_in_flight = 2;
+    let mut p = Packer::new(cfg, bytes_tokenizer(), Box::new(|_| {})).unwrap();
+    let progress = p.progress();
+    let canceller = std::thread::spawn(move || {
+        while progress.documents() == 0 {
+            std::thread::yield_now();
+        }
+        progress.cancel();
+    });
+    let err = p.add_file(&file, None).unwrap_err();
+    canceller.join().unwrap();
+    assert!(err.is_interrupted(), "{err}");
+    assert!(err.to_string().contains("corpus.jsonl"), "{err}");
+    // What was read before the cancel still flows through; the rest was never read.
+    let r = p.finish().unwrap();
+    assert!(
+        r.documents_in > 0 && r.documents_in < 3000,
+        "{}",
+        r.documents_in
+    );
+}
+
+#[test]
+fn abort_keeps_full_shards_and_never_closes_open_ones_early() {
+    let records = corpus(3000);
+    let want_dir = tmpdir("abort-ref");
+    pack(config(&want_dir, 2), records.clone());
+    let want = dir_bytes(&want_dir);
+    let d = tmpdir("abort");
+    let mut cfg = config(&d, 2);
+    cfg.max_in_flight = 2;
+    let mut p = Packer::new(cfg, bytes_tokenizer(), Box::new(|_| {})).unwrap();
+    for chunk in records[..1500].chunks(17) {
+        p.add_records(chunk.to_vec()).unwrap();
+    }
+    drop(p); // aborted mid-stream, without finish
+    let got = dir_bytes(&d);
+    let bins: Vec<_> = got.keys().filter(|n| n.ends_with(".bin")).collect();
+    assert!(!bins.is_empty(), "the shards that filled up are kept");
+    for name in bins {
+        assert_eq!(
+            got[name], want[name],
+            "{name} differs from the uninterrupted run"
+        );
+    }
+    assert!(
+        got.keys().any(|n| n.ends_with(".tmp")),
+        "the open shards stay .tmp"
+    );
+}
+
+#[test]
+fn write_error_is_reported() {
+    let d = tmpdir("err");
+    let cfg = config(&d.join("file-not-dir"), 2);
+    fs::write(d.join("file-not-dir"), b"x").unwrap();
+    assert!(Packer::new(cfg, bytes_tokenizer(), Box::new(|_| {})).is_err());
+    // A tokenizer that panics: the error surfaces from finish, nothing hangs.
+    let d2 = tmpdir("err2");
+    let boom: Tokenize = Arc::new(|_: &str, _: &mut Vec<u32>| panic!("boom"));
+    let mut p = Packer::new(config(&d2, 2), boom, Box::new(|_| {})).unwrap();
+    let _ = p.add_records(corpus(100));
+    let e = p.finish().unwrap_err();
+    // A worker panic is an internal error (RuntimeError in Python), not an I/O error.
+    assert!(matches!(e.kind(), Kind::Panic(m) if m == "boom"), "{e}");
+}

@@ -1,0 +1,310 @@
+//! Bindings of the tokenizer: `pretokenize`, `pattern_regex`, `Trainer`, `Encoder`. The
+//! typed public API is `codekiln.tokenizer`; these are its private engine.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+
+use super::{convert, run, threads, Callback};
+use crate::bpe::encode::{Encoder as RsEncoder, SpecialMatcher};
+use crate::bpe::pretokenize::{pieces, Pattern, PATTERN_NAMES};
+use crate::bpe::train::Trainer as RsTrainer;
+
+fn parse_pattern(name: &str) -> PyResult<Pattern> {
+    Pattern::from_name(name).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "unknown pattern {name:?}; expected one of {PATTERN_NAMES:?}"
+        ))
+    })
+}
+
+#[pyfunction]
+fn pretokenize<'a>(text: &'a str, pattern: &str, newline: bool) -> PyResult<Vec<&'a str>> {
+    let p = parse_pattern(pattern)?;
+    Ok(pieces(text, p, newline).collect())
+}
+
+#[pyfunction]
+fn pattern_regex(pattern: &str, newline: bool) -> PyResult<String> {
+    Ok(parse_pattern(pattern)?.regex(newline))
+}
+
+#[pyclass(module = "codekiln._core")]
+struct Trainer {
+    inner: RsTrainer,
+    trained: bool,
+}
+
+impl Trainer {
+    fn check_open(&self) -> PyResult<()> {
+        if self.trained {
+            return Err(PyValueError::new_err(
+                "this Trainer has already been trained (training frees its counts); make a new one",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Trainer {
+    #[new]
+    #[pyo3(signature = (pattern, newline, text_field = "content"))]
+    fn new(pattern: &str, newline: bool, text_field: &str) -> PyResult<Self> {
+        Ok(Trainer {
+            inner: RsTrainer::new(parse_pattern(pattern)?, newline, text_field),
+            trained: false,
+        })
+    }
+
+    fn add_texts(
+        &mut self,
+        py: Python<'_>,
+        texts: Vec<Bound<'_, PyString>>,
+        num_threads: usize,
+    ) -> PyResult<()> {
+        self.check_open()?;
+        let n = threads(num_threads)?;
+        // Encode to temporary bytes objects rather than borrowing the str's UTF-8: CPython
+        // caches that UTF-8 copy inside every non-ASCII str for the str's lifetime, which
+        // added the corpus's non-ASCII text to peak memory while training.
+        let bytes: Vec<Bound<'_, PyBytes>> = texts
+            .iter()
+            .map(|t| t.encode_utf8())
+            .collect::<PyResult<_>>()?;
+        // SAFETY: PyUnicode_AsUTF8String always returns valid UTF-8.
+        let refs: Vec<&str> = bytes
+            .iter()
+            .map(|b| unsafe { std::str::from_utf8_unchecked(b.as_bytes()) })
+            .collect();
+        let inner = &mut self.inner;
+        run(py, || {
+            inner.add_texts(&refs, n);
+            Ok(())
+        })
+    }
+
+    #[pyo3(signature = (paths, num_threads, progress = None))]
+    fn add_files<'py>(
+        &mut self,
+        py: Python<'py>,
+        paths: Vec<PathBuf>,
+        num_threads: usize,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.check_open()?;
+        let n = threads(num_threads)?;
+        let inner = &mut self.inner;
+        let mut cb = Callback::new(progress);
+        let result = run(py, || {
+            inner.add_files(&paths, n, &mut |done, total| cb.call(&[done, total]))
+        });
+        let report = cb.finish(result)?;
+        convert::files_report(py, &report, &self.inner.text_field)
+    }
+
+    #[getter]
+    fn documents(&self) -> u64 {
+        self.inner.documents()
+    }
+
+    #[getter]
+    fn total_bytes(&self) -> u64 {
+        self.inner.total_bytes()
+    }
+
+    #[getter]
+    fn total_pieces(&self) -> u64 {
+        self.inner.total_pieces()
+    }
+
+    #[getter]
+    fn unique_pieces(&mut self) -> usize {
+        self.inner.unique_pieces()
+    }
+
+    #[pyo3(signature = (num_merges, min_frequency, num_threads, progress = None))]
+    fn train(
+        &mut self,
+        py: Python<'_>,
+        num_merges: usize,
+        min_frequency: u64,
+        num_threads: usize,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<(u32, u32)>> {
+        self.check_open()?;
+        let n = threads(num_threads)?;
+        self.trained = true;
+        let inner = &mut self.inner;
+        let mut cb = Callback::new(progress);
+        let merges = run(py, || {
+            Ok(inner.train_consuming(num_merges, min_frequency, n, &mut |done| cb.call(&[done])))
+        });
+        cb.finish(merges)
+    }
+}
+
+#[pyclass(module = "codekiln._core", frozen)]
+pub(super) struct Encoder {
+    /// Shared with the packers made from this encoder (building one costs ~25 ms at 32k).
+    pub(super) inner: Arc<RsEncoder>,
+    /// One Python int per token id, shared by every list we return: building a list then
+    /// costs an INCREF per id instead of allocating an int (the conversion ran single-threaded
+    /// under the GIL and capped encode_batch's two-thread scaling).
+    ints: OnceLock<Vec<Py<PyAny>>>,
+}
+
+impl Encoder {
+    fn matcher(&self, allowed: &[String]) -> PyResult<Option<SpecialMatcher>> {
+        Ok(self.inner.special_matcher(allowed)?)
+    }
+
+    fn unknown_id(&self, id: u32) -> PyErr {
+        PyValueError::new_err(format!(
+            "token id {id} is not in the vocabulary (size {})",
+            self.inner.vocab_size()
+        ))
+    }
+
+    /// A Python list of ints from token ids (all ids come from our own encoder, so in range).
+    fn to_list<'py>(&self, py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyList>> {
+        let ints = self.ints.get_or_init(|| {
+            (0..self.inner.vocab_size() as u32)
+                .map(|i| i.into_pyobject(py).unwrap().into_any().unbind())
+                .collect()
+        });
+        let len = ffi::Py_ssize_t::try_from(ids.len())
+            .map_err(|_| PyValueError::new_err("too many tokens for one list"))?;
+        // SAFETY: PyList_New gives a new reference (checked for NULL); every slot is set
+        // exactly once with a new (INCREF'd) reference, which PyList_SetItem steals.
+        unsafe {
+            let list = ffi::PyList_New(len);
+            if list.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            for (i, &id) in ids.iter().enumerate() {
+                let obj = ints[id as usize].as_ptr();
+                ffi::Py_INCREF(obj);
+                ffi::PyList_SetItem(list, i as ffi::Py_ssize_t, obj);
+            }
+            Ok(Bound::from_owned_ptr(py, list).cast_into_unchecked())
+        }
+    }
+}
+
+#[pymethods]
+impl Encoder {
+    #[new]
+    fn new(
+        pattern: &str,
+        newline: bool,
+        merges: Vec<(u32, u32)>,
+        special_tokens: Vec<(String, u32)>,
+    ) -> PyResult<Self> {
+        let inner = RsEncoder::new(parse_pattern(pattern)?, newline, &merges, &special_tokens)?;
+        Ok(Encoder {
+            inner: Arc::new(inner),
+            ints: OnceLock::new(),
+        })
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+
+    fn encode_ordinary<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
+        // Releasing the GIL costs more than encoding a short text.
+        let ids = if text.len() < 4096 {
+            self.inner.encode_ordinary(text)
+        } else {
+            run(py, || Ok(self.inner.encode_ordinary(text)))?
+        };
+        self.to_list(py, &ids)
+    }
+
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        allowed_special: Vec<String>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let m = self.matcher(&allowed_special)?;
+        let ids = run(py, || Ok(self.inner.encode_with(text, m.as_ref())))?;
+        self.to_list(py, &ids)
+    }
+
+    fn encode_batch<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<PyBackedStr>,
+        allowed_special: Vec<String>,
+        num_threads: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let n = crate::parallel::threads_for(threads(num_threads)?, texts.len());
+        let m = self.matcher(&allowed_special)?;
+        let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+        if n == 1 {
+            // One thread means one: encode everything, then convert.
+            let all = run(py, || Ok(self.inner.encode_batch(&refs, m.as_ref(), 1)))?;
+            let lists = all
+                .iter()
+                .map(|ids| self.to_list(py, ids))
+                .collect::<PyResult<Vec<_>>>()?;
+            return PyList::new(py, lists);
+        }
+        let out = PyList::new(py, (0..refs.len()).map(|_| py.None()))?;
+        // The core encodes on the pool while this thread turns finished results into lists
+        // (with the GIL, released while it waits for the next result).
+        let converted = crate::error::catch(|| {
+            self.inner
+                .encode_batch_streamed(&refs, m.as_ref(), n, |rx| -> PyResult<()> {
+                    loop {
+                        let (i, ids) = match rx.try_recv() {
+                            Ok(msg) => msg,
+                            Err(crossbeam_channel::TryRecvError::Empty) => {
+                                match py.detach(|| rx.recv()) {
+                                    Ok(msg) => msg,
+                                    Err(_) => return Ok(()),
+                                }
+                            }
+                            Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(()),
+                        };
+                        out.set_item(i, self.to_list(py, &ids)?)?;
+                    }
+                })
+        });
+        converted.map_err(PyErr::from)??;
+        Ok(out)
+    }
+
+    fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = self
+            .inner
+            .decode_bytes(&ids)
+            .map_err(|id| self.unknown_id(id))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    fn token_bytes<'py>(&self, py: Python<'py>, id: u32) -> PyResult<Bound<'py, PyBytes>> {
+        let b = self
+            .inner
+            .token_bytes(id)
+            .ok_or_else(|| self.unknown_id(id))?;
+        Ok(PyBytes::new(py, b))
+    }
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("PATTERNS", PATTERN_NAMES.to_vec())?;
+    m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
+    m.add_function(wrap_pyfunction!(pattern_regex, m)?)?;
+    m.add_class::<Trainer>()?;
+    m.add_class::<Encoder>()?;
+    Ok(())
+}

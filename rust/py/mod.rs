@@ -1,0 +1,100 @@
+//! The Python extension `codekiln._core`: the only pyo3 code. Thin on purpose: each binding
+//! converts its arguments, runs one core call with the GIL released ([`run`]) and converts
+//! the result; validation, defaults and documentation belong to the Python package.
+//!
+//! * `bpe.rs`: the tokenizer (`pretokenize`, `pattern_regex`, `Trainer`, `Encoder`);
+//! * `data.rs`: the data pipeline (`Packer`, filters, dedup, redaction, split);
+//! * `convert.rs`: core types to and from Python objects;
+//! * here: the module, the one `Error -> PyErr` map and the progress-callback helper.
+
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError,
+    PyValueError,
+};
+use pyo3::prelude::*;
+
+use crate::error::{catch, Error, Kind};
+
+mod bpe;
+mod convert;
+mod data;
+
+/// The one map from core errors to Python exceptions (the message names the file).
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        let msg = e.to_string();
+        match e.kind() {
+            Kind::Io(io) => match io.kind() {
+                std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+                std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(msg),
+                _ => PyOSError::new_err(msg),
+            },
+            Kind::Invalid(_) => PyValueError::new_err(msg),
+            Kind::Interrupted => PyKeyboardInterrupt::new_err(msg),
+            Kind::Panic(_) => PyRuntimeError::new_err(msg),
+        }
+    }
+}
+
+/// Run `f` with the GIL released; a panic becomes a `RuntimeError`.
+fn run<R: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<R> + Send) -> PyResult<R> {
+    py.detach(|| catch(f).and_then(|r| r)).map_err(PyErr::from)
+}
+
+/// `num_threads` as the core takes it: the Python API resolves `None` and rejects values
+/// below 1 before calling; 0 arriving here is a caller bug, reported rather than guessed.
+fn threads(num_threads: usize) -> PyResult<usize> {
+    if num_threads == 0 {
+        return Err(PyValueError::new_err("num_threads must be at least 1"));
+    }
+    Ok(num_threads)
+}
+
+/// Progress reporting from inside a released-GIL call: [`Callback::call`] takes the GIL,
+/// runs the Python callback and checks for signals (Ctrl-C); the first Python error stops
+/// the Rust side and is raised by [`Callback::finish`] instead of the core's result.
+struct Callback {
+    f: Option<Py<PyAny>>,
+    failure: Option<PyErr>,
+}
+
+impl Callback {
+    fn new(f: Option<Py<PyAny>>) -> Callback {
+        Callback { f, failure: None }
+    }
+
+    /// Call `f(*args)`; whether the core should go on.
+    fn call(&mut self, args: &[u64]) -> bool {
+        if self.failure.is_some() {
+            return false;
+        }
+        let f = &self.f;
+        let res = Python::attach(|py| {
+            if let Some(f) = f {
+                f.call1(py, pyo3::types::PyTuple::new(py, args)?)?;
+            }
+            py.check_signals()
+        });
+        match res {
+            Ok(()) => true,
+            Err(e) => {
+                self.failure = Some(e);
+                false
+            }
+        }
+    }
+
+    /// The callback's error if it raised one, else the core's result.
+    fn finish<R>(self, result: PyResult<R>) -> PyResult<R> {
+        match self.failure {
+            Some(e) => Err(e),
+            None => result,
+        }
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    bpe::register(m)?;
+    data::register(m)
+}
