@@ -1,5 +1,5 @@
 """Secret and PII redaction: every detector with positives and negatives (the Rust unit tests
-in rust/redact.rs cover more cases), plus properties."""
+in rust/clean/redact.rs cover more cases), plus properties."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A shard is one little-endian file: a 256-byte header, the tokens (``uint16`` when the
 vocabulary has at most 65,536 ids, else ``uint32``), then ``documents + 1`` ``uint64`` token
 offsets. Document ``i`` is ``tokens[off[i] : off[i+1] - 1]``; the token at ``off[i+1] - 1`` is
-the ``<|endoftext|>`` separator. The full layout is in ``docs/data.md`` and the Rust writer (``shard.rs``).
+the ``<|endoftext|>`` separator. The full layout is in ``docs/data.md`` and the Rust writer (``rust/pack/shard.rs``).
 
 >>> # Shard("train-000000.bin").document(0) -> the tokens of its first document
 """
