@@ -22,6 +22,7 @@ from typing import Any
 
 from codekiln import __version__
 from codekiln.data.cli import add_data_commands
+from codekiln.generate_cli import add_complete_command
 from codekiln.quickstart import add_quickstart_command
 from codekiln.tokenizer.cli import add_tokenizer_commands
 from codekiln.train.cli import add_train_commands
@@ -37,6 +38,7 @@ _COMMAND_GROUPS: tuple[Callable[[Any], None], ...] = (
     add_tokenizer_commands,
     add_data_commands,
     add_train_commands,
+    add_complete_command,
     add_quickstart_command,
 )
 
