@@ -22,6 +22,7 @@ from typing import Any
 
 from codekiln import __version__
 from codekiln.data.cli import add_data_commands
+from codekiln.evaluate.cli import add_eval_commands
 from codekiln.generate_cli import add_complete_command
 from codekiln.quickstart import add_quickstart_command
 from codekiln.tokenizer.cli import add_tokenizer_commands
@@ -39,6 +40,7 @@ _COMMAND_GROUPS: tuple[Callable[[Any], None], ...] = (
     add_data_commands,
     add_train_commands,
     add_complete_command,
+    add_eval_commands,
     add_quickstart_command,
 )
 
