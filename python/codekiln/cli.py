@@ -22,6 +22,9 @@ from typing import Any
 
 from codekiln import __version__
 from codekiln.data.cli import add_data_commands
+from codekiln.evaluate.cli import add_eval_commands
+from codekiln.generate_cli import add_complete_command
+from codekiln.hf import add_hf_commands
 from codekiln.quickstart import add_quickstart_command
 from codekiln.tokenizer.cli import add_tokenizer_commands
 from codekiln.train.cli import add_train_commands
@@ -37,6 +40,9 @@ _COMMAND_GROUPS: tuple[Callable[[Any], None], ...] = (
     add_tokenizer_commands,
     add_data_commands,
     add_train_commands,
+    add_complete_command,
+    add_eval_commands,
+    add_hf_commands,
     add_quickstart_command,
 )
 

@@ -14,6 +14,11 @@
 * When prompt + completion outgrow the model's ``block_size``, the cache is rebuilt from the
   last ``block_size // 2`` tokens (each rebuild buys ``block_size // 2`` cheap steps; nanoGPT
   instead recomputes the whole window for every token).
+* Ids the model can emit but the tokenizer does not have (a vocabulary padded to a multiple of
+  64) are never sampled.
+
+The slow oracle is ``tests/reference_generate.py`` (greedy by recomputing the whole context
+for every token, nanoGPT's way); ``benchmarks/bench_generate.py`` times both.
 
 This module loads runs through :mod:`codekiln.checkpoint` and never imports ``codekiln.train``.
 """
@@ -27,20 +32,31 @@ import torch
 from torch.nn import functional as F
 
 if TYPE_CHECKING:
+    from codekiln.attention import KVCache
     from codekiln.model import GPT
     from codekiln.tokenizer import Tokenizer
 
-__all__ = ["DEFAULT_STOPS", "complete", "load"]
+__all__ = ["DEFAULT_STOPS", "complete", "load", "resolve_device"]
 
 #: Stop strings that end a Python completion after its first block (Codex / HumanEval).
 DEFAULT_STOPS: tuple[str, ...] = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif")
 
 
+def resolve_device(device: str = "auto") -> str:
+    """``"cuda"`` when ``device == "auto"`` and a GPU is present, ``"cpu"`` for ``"auto"``
+    without one; any other value unchanged."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def load(run_dir: str, checkpoint: str = "best", device: str = "cpu") -> tuple[GPT, Tokenizer]:
-    """``(model, tokenizer)`` of a run directory; see :func:`codekiln.checkpoint.load_model`."""
+    """``(model, tokenizer)`` of a run directory; see :func:`codekiln.checkpoint.load_model`.
+
+    ``device="auto"`` picks CUDA when present (:func:`resolve_device`)."""
     from codekiln.checkpoint import load_model
 
-    return load_model(run_dir, checkpoint=checkpoint, device=device)
+    return load_model(run_dir, checkpoint=checkpoint, device=resolve_device(device))
 
 
 def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -58,8 +74,25 @@ def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None)
     return logits
 
 
-def _cut(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+def _prefill(model: GPT, prompt: torch.Tensor, copies: int) -> tuple[torch.Tensor, KVCache]:
+    """The prompt's logits (copies, T, vocab) and a cache holding it for ``copies`` rows: the
+    prompt (1, T) runs once and its keys and values are repeated (one forward pass instead of
+    ``copies`` identical ones)."""
+    cache = model.new_cache()
+    logits, _ = model(prompt, cache=cache)
+    if copies > 1:
+        for layer in range(cache.n_layer):
+            k, v = cache.k[layer], cache.v[layer]
+            assert k is not None and v is not None
+            cache.k[layer] = k.expand(copies, -1, -1, -1).contiguous()
+            cache.v[layer] = v.expand(copies, -1, -1, -1).contiguous()
+        logits = logits.expand(copies, -1, -1)
+    return logits, cache
+
+
+def _cut(text: str, stops: Sequence[str], start: int = 0) -> tuple[str, bool]:
+    """``text`` cut before the earliest stop string found at or after ``start``."""
+    cut = min((i for i in (text.find(s, start) for s in stops if s) if i >= 0), default=-1)
     return (text, False) if cut < 0 else (text[:cut], True)
 
 
@@ -97,7 +130,10 @@ def complete(
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    stops = tuple(stop or ())
+    if isinstance(stop, str):
+        raise TypeError("stop must be a sequence of strings, not one str (wrap it in a list)")
+    stops = tuple(s for s in (stop or ()) if s)
+    longest_stop = max((len(s) for s in stops), default=0)
     device = next(model.parameters()).device
     block = model.config.block_size
     ids = tokenizer.encode(prompt)
@@ -114,12 +150,15 @@ def complete(
     model.eval()
     seqs = torch.tensor([ids] * num_samples, dtype=torch.long, device=device)  # (B, T)
     out: list[list[int]] = [[] for _ in range(num_samples)]
+    searched = [0] * num_samples  # characters of each completion already searched for stops
     done = [False] * num_samples
-    cache = model.new_cache()
-    logits, _ = model(seqs, cache=cache)  # prefill the prompt
+    n_vocab = tokenizer.vocab_size  # ids >= this (padding rows of the model) are never chosen
     try:
+        logits, cache = _prefill(model, seqs[:1], num_samples)
         for _ in range(max_new_tokens):
-            last = logits[:, -1, :].float()  # (B, vocab)
+            last = logits[:, -1, :].to(torch.float32, copy=True)  # (B, vocab)
+            if last.size(-1) > n_vocab:
+                last[:, n_vocab:] = float("-inf")
             if temperature == 0:
                 nxt = last.argmax(dim=-1, keepdim=True)
             else:
@@ -130,12 +169,17 @@ def complete(
             for b, t in enumerate(nxt_list):
                 if done[b]:
                     continue
-                if t == eot or t >= tokenizer.vocab_size:
+                if t == eot:
                     done[b] = True
                     continue
                 out[b].append(t)
-                if stops and _cut(tokenizer.decode(out[b]), stops)[1]:
-                    done[b] = True
+                if stops:
+                    # a stop string may span tokens: search from just before the new text
+                    text = tokenizer.decode(out[b])
+                    if _cut(text, stops, max(0, searched[b] - longest_stop))[1]:
+                        done[b] = True
+                    # the last characters may be a partial UTF-8 sequence (U+FFFD) that changes
+                    searched[b] = max(0, len(text) - 4)
             if all(done):
                 break
             seqs = torch.cat((seqs, nxt), dim=1)
