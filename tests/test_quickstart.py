@@ -17,7 +17,8 @@ from codekiln.quickstart import QuickstartConfig, run_quickstart
 def test_quickstart_short_run(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "qs"
     argv = ["quickstart", "--out-dir", str(out), "--vocab-size", "512", "--max-mb", "0.4"]
-    argv += ["--train-steps", "40", "--batch-size", "8", "--block-size", "64", "--no-progress"]
+    argv += ["--train-steps", "40", "--batch-size", "8", "--block-size", "64"]
+    argv += ["--humaneval-problems", "2", "--no-progress"]
     assert main(argv) == 0
     text = capsys.readouterr().out
     run = out / "run"
@@ -32,6 +33,10 @@ def test_quickstart_short_run(tmp_path: pathlib.Path, capsys: pytest.CaptureFixt
     for label in ("greedy", "sample 1", "sample 2"):
         assert f"--- {label} " in text
     assert "def fibonacci(n):" in text
+    assert "bits per byte" in text and "HumanEval, first 2 problems" in text
+    summary = json.loads((run / "humaneval.jsonl.summary.json").read_text())
+    assert 0.0 <= summary["pass@1"] <= 1.0
+    assert len((run / "humaneval.jsonl").read_text().splitlines()) == 2 * 2
     # run again: the quickstart's own run directory is replaced, not an error
     assert main(argv) == 0
     assert "validation perplexity" in capsys.readouterr().out
@@ -53,3 +58,5 @@ def test_quickstart_default_flags_learn_real_structure(tmp_path: pathlib.Path) -
     assert r.initial_val_ppl / r.final_val_ppl >= 50, (r.initial_val_ppl, r.final_val_ppl)
     greedy = res.completions["def fibonacci(n):"][0]
     assert greedy.strip(), "the greedy completion is empty"
+    assert res.bits_per_byte is not None and 0 < res.bits_per_byte < 3
+    assert "pass@1" in res.humaneval

@@ -4,7 +4,9 @@ It trains a tokenizer on the running interpreter's own standard library, reports
 statistics on held-out standard-library files, packs the library into train/validation token
 shards with the data pipeline (the held-out files are exactly the validation split), trains
 the ``tiny`` GPT on the shards (CPU, or CUDA when present), validating before and after,
-plots the loss curves and prints greedy and sampled completions of a few prompts. Each step is
+plots the loss curves, prints greedy and sampled completions of a few prompts, and ends with
+bits per byte on the held-out files and a small HumanEval pass@k (a handful of problems run in
+the sandbox: a tiny model scores ~0, the point is that the path works). Each step is
 a ``_step_*`` function that reads and extends the same :class:`QuickstartResult`.
 
 Default size: the whole standard library without its tests is ~12 MB of Python (CPython
@@ -69,6 +71,8 @@ class QuickstartConfig:
     learning_rate: float = 3e-3
     device: str = "auto"  # CUDA when present
     seed: int = 1337
+    humaneval_problems: int = 5  # a small pass@k check of the whole path (0: skip)
+    eval_max_tokens: int = 100_000  # held-out tokens for bits per byte
     prompts: tuple[str, ...] = (
         "def fibonacci(n):",
         "import os\n\n\ndef list_python_files(directory):",
@@ -93,6 +97,8 @@ class QuickstartResult:
     train_result: TrainResult | None = None
     plot_path: str = ""
     completions: dict[str, list[str]] = field(default_factory=dict)  # prompt -> [greedy, ...]
+    bits_per_byte: float | None = None  # on the held-out files
+    humaneval: dict[str, object] = field(default_factory=dict)  # the pass@k summary
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -284,11 +290,46 @@ def _step_complete(
 
 
 def _device(want: str) -> str:
-    import torch
+    from codekiln.generate import resolve_device
 
-    if want == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return want
+    return resolve_device(want)
+
+
+def _step_evaluate(
+    cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str], None]
+) -> None:
+    from codekiln.evaluate.perplexity import bits_per_byte_on_files
+
+    held_out = res.holdout_files or res.train_files
+    bpb = bits_per_byte_on_files(
+        res.run_dir, held_out, device=_device(cfg.device), max_tokens=cfg.eval_max_tokens
+    )
+    res.bits_per_byte = bpb.bits_per_byte
+    log(
+        f"held-out files: {bpb.bits_per_byte:.3f} bits per byte, perplexity {bpb.perplexity:,.1f} "
+        f"({bpb.tokens:,} tokens)"
+    )
+    if cfg.humaneval_problems <= 0:
+        return
+    from codekiln.evaluate.humaneval import run_humaneval
+
+    he = run_humaneval(
+        res.run_dir,
+        "best",
+        device=_device(cfg.device),
+        num_samples=2,
+        ks=(1, 2),
+        limit=cfg.humaneval_problems,
+        max_new_tokens=96,
+        out=os.path.join(res.run_dir, "humaneval.jsonl"),
+        seed=cfg.seed,
+    )
+    res.humaneval = dict(he.summary)
+    log(
+        f"HumanEval, first {cfg.humaneval_problems} problems, 2 samples each (a tiny model is "
+        f"expected to score ~0; this checks the path): pass@1 {he.summary['pass@1']:.3f}, "
+        f"pass@2 {he.summary['pass@2']:.3f} -> {os.path.join(res.run_dir, 'humaneval.jsonl')}"
+    )
 
 
 _STEPS = (
@@ -299,10 +340,11 @@ _STEPS = (
     ("train", _step_train),
     ("plot", _step_plot),
     ("complete", _step_complete),
+    ("evaluate", _step_evaluate),
 )
 
 #: Steps that need a trained model (skipped with ``train_steps=0``).
-_MODEL_STEPS = frozenset({"train", "plot", "complete"})
+_MODEL_STEPS = frozenset({"train", "plot", "complete", "evaluate"})
 
 
 def run_quickstart(
@@ -354,6 +396,13 @@ def add_quickstart_command(sub: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, metavar="LR")
     p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, default=d.seed, metavar="S")
+    p.add_argument(
+        "--humaneval-problems",
+        type=int,
+        default=d.humaneval_problems,
+        metavar="N",
+        help=f"HumanEval problems for the final pass@k check (default {d.humaneval_problems}; 0: skip)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_quickstart)
 
@@ -373,6 +422,7 @@ def _quickstart(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         device=args.device,
         seed=args.seed,
+        humaneval_problems=args.humaneval_problems,
     )
     for flag in ("train_steps", "batch_size", "block_size"):
         value = getattr(args, flag)
