@@ -66,22 +66,21 @@ def cli_args(values: dict[str, Any]) -> list[str]:
     return args
 
 
-def train_losses(run_dir: pathlib.Path) -> dict[int, float]:
+def _metric(run_dir: pathlib.Path, key: str) -> dict[int, float]:
     out = {}
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        if "train_loss" in rec:
-            out[rec["step"]] = rec["train_loss"]
+        if key in rec:
+            out[rec["step"]] = rec[key]
     return out
+
+
+def train_losses(run_dir: pathlib.Path) -> dict[int, float]:
+    return _metric(run_dir, "train_loss")
 
 
 def val_losses(run_dir: pathlib.Path) -> dict[int, float]:
-    out = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        if "val_loss" in rec:
-            out[rec["step"]] = rec["val_loss"]
-    return out
+    return _metric(run_dir, "val_loss")
 
 
 def env() -> dict[str, str]:

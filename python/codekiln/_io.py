@@ -94,21 +94,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see the module docstring)."""
-    final = _resolve(path)
-    tmp = _temp_name(final)
-    # os.open with mode 0o666 lets the umask decide the permissions, like a plain open().
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
+    with atomic_path(path) as tmp:
+        # os.open with mode 0o666 lets the umask decide the permissions, like a plain open().
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(os.path.dirname(os.path.abspath(final)))
 
 
 def atomic_write_json(
