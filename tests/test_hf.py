@@ -166,6 +166,30 @@ def test_import_a_random_gpt2_built_with_transformers(tmp_path: pathlib.Path) ->
         perm = [hf_tok.convert_tokens_to_ids(tok.id_to_token(i)) for i in range(tok.vocab_size)]
         torch.testing.assert_close(ours[:, : tok.vocab_size], theirs[:, perm], atol=2e-5, rtol=1e-4)
 
+    # ... and the imported run fine-tunes with `codekiln train --init-from` (fresh optimizer)
+    from codekiln.data import PackConfig, pack
+    from codekiln.train import TrainConfig, train
+
+    files = __import__("codekiln.quickstart").quickstart.stdlib_files()[6:30]
+    records = [{"content": p.read_text(encoding="utf-8"), "path": p.name} for p in files]
+    pack(records, tok, tmp_path / "data", PackConfig(valid_fraction=0.3), progress=False)
+    res = train(
+        TrainConfig(
+            data_dir=str(tmp_path / "data"),
+            out_dir=str(tmp_path / "ft"),
+            init_from=str(run),
+            block_size=32,
+            micro_batch_size=4,
+            max_steps=3,
+            eval_every=3,
+            eval_batches=2,
+            progress=False,
+        )
+    )
+    assert res.step == 3 and res.final_val_loss < res.initial_val_loss
+    ft, _ = codekiln.load(tmp_path / "ft", "last")
+    assert ft.config == m.config
+
 
 def test_import_llama_with_shapes_that_fit_and_errors_otherwise(
     tok, tmp_path: pathlib.Path
