@@ -269,7 +269,7 @@ def _step_complete(
 ) -> None:
     from codekiln.generate import complete, load
 
-    model, tok = load(res.run_dir, "best", device=_device(cfg.device))
+    model, tok = load(res.run_dir, "best", device=cfg.device)
     for prompt in cfg.prompts:
         greedy = complete(model, tok, prompt, temperature=0, max_new_tokens=64)
         sampled = complete(
@@ -289,12 +289,6 @@ def _step_complete(
     log("-" * 65)
 
 
-def _device(want: str) -> str:
-    from codekiln.generate import resolve_device
-
-    return resolve_device(want)
-
-
 def _step_evaluate(
     cfg: QuickstartConfig, res: QuickstartResult, log: Callable[[str], None]
 ) -> None:
@@ -302,7 +296,7 @@ def _step_evaluate(
 
     held_out = res.holdout_files or res.train_files
     bpb = bits_per_byte_on_files(
-        res.run_dir, held_out, device=_device(cfg.device), max_tokens=cfg.eval_max_tokens
+        res.run_dir, held_out, device=cfg.device, max_tokens=cfg.eval_max_tokens
     )
     res.bits_per_byte = bpb.bits_per_byte
     log(
@@ -316,7 +310,7 @@ def _step_evaluate(
     he = run_humaneval(
         res.run_dir,
         "best",
-        device=_device(cfg.device),
+        device=cfg.device,
         num_samples=2,
         ks=(1, 2),
         limit=cfg.humaneval_problems,

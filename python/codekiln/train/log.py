@@ -15,6 +15,8 @@ import math
 import os
 from typing import Any
 
+from codekiln.checkpoint import METRICS_FILE
+
 __all__ = ["MetricsLog", "check_loggers", "read_metrics"]
 
 
@@ -65,7 +67,7 @@ class MetricsLog:
         resume_step: int | None,
         wandb_project: str = "codekiln",
     ) -> None:
-        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.path = os.path.join(run_dir, METRICS_FILE)
         self._tb: Any = None
         self._wandb: Any = None
         if "tensorboard" in loggers:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from codekiln import checkpoint as ckpt
+from codekiln._io import atomic_path, atomic_write_json
 from codekiln.data import BlockSampler, PackedDataset, ShardError
 from codekiln.model import GPT, PRESETS, GPTConfig
 from codekiln.train import ddp
@@ -85,14 +86,14 @@ class TrainResult:
 
 
 def _load_tokenizer(config: TrainConfig, dataset: PackedDataset) -> Any:
-    from codekiln.tokenizer import Tokenizer
+    from codekiln.tokenizer import load_tokenizer
 
     path = config.tokenizer or os.path.join(config.data_dir, "tokenizer.json")
     if not os.path.exists(path):
         raise ConfigError(
             f"{path}: no tokenizer file; give --tokenizer FILE (the one the shards were packed with)"
         )
-    tok = Tokenizer.load(path)
+    tok = load_tokenizer(path)
     if tok.fingerprint != dataset.fingerprint:
         raise ConfigError(
             f"{path}: tokenizer fingerprint {tok.fingerprint[:12]} differs from the one the "
@@ -296,9 +297,10 @@ def _train(config: TrainConfig, info: ddp.DistInfo) -> TrainResult:
         if resume_state
         else (init_state["model_config"] if init_state else None)
     )
-    probe_block = config.block_size or (mc_source or PRESETS.get(config.model, {})).get(
-        "block_size", 1024
-    )
+    # The block size the run will use, known before the tokenizer so the split opens once
+    # (the model's own block_size, unless --block-size says otherwise).
+    shape = mc_source or {**PRESETS.get(config.model, {}), **config.model_overrides}
+    probe_block = config.block_size or shape.get("block_size", GPTConfig.block_size)
     train_ds = _open_split(config, config.train_split, probe_block)
     tok = _load_tokenizer(config, train_ds)
     if train_ds.vocab_size > tok.vocab_size:
@@ -383,8 +385,6 @@ def _train(config: TrainConfig, info: ddp.DistInfo) -> TrainResult:
     metrics: MetricsLog | None = None
     if info.is_main:
         os.makedirs(os.path.join(run_dir, ckpt.CHECKPOINT_DIR), exist_ok=True)
-        from codekiln._io import atomic_write_json
-
         atomic_write_json(os.path.join(run_dir, ckpt.CONFIG_FILE), run_record)
         tok_copy = os.path.join(run_dir, ckpt.TOKENIZER_FILE)
         if not os.path.exists(tok_copy):
@@ -411,35 +411,34 @@ def _train(config: TrainConfig, info: ddp.DistInfo) -> TrainResult:
         if metrics is not None:
             metrics.log(rec)
 
-    # ---- validation on fixed blocks
-    val_idx: list[int] = []
+    # ---- validation on fixed blocks, gathered once: (x, y, tokens that count) per forward
+    val_batches: list[tuple[torch.Tensor, torch.Tensor, int]] = []
     if val_ds is not None:
         n = min(len(val_ds), config.eval_batches * config.micro_batch_size)
         val_idx = sorted(set(np.linspace(0, len(val_ds) - 1, n).round().astype(int).tolist()))
-
-    def evaluate() -> float:
-        assert val_ds is not None
         mine = val_idx[info.rank :: info.world_size]
         per_rank = -(-len(val_idx) // info.world_size)
         mb = config.micro_batch_size
+        for start in range(0, per_rank, mb):
+            chunk = mine[start : start + mb]
+            # Every rank runs the same number of forwards (FSDP needs it); padding rows have
+            # target -1 and count for nothing.
+            rows = len(chunk)
+            chunk = chunk + [val_idx[0]] * (min(mb, per_rank - start) - rows)
+            blocks = torch.from_numpy(np.stack([val_ds.block(i) for i in chunk]))
+            x, y = blocks[:, :-1], blocks[:, 1:].clone()
+            y[rows:] = -1
+            val_batches.append((x.to(device), y.to(device), rows * block_size))
+
+    def evaluate() -> float:
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         count = torch.zeros((), dtype=torch.float64, device=device)
         fwd_model.eval()
         with torch.no_grad():
-            for start in range(0, per_rank, mb):
-                chunk = mine[start : start + mb]
-                # Every rank runs the same number of forwards (FSDP needs it); padding rows
-                # have target -1 and count for nothing.
-                rows = len(chunk)
-                chunk = chunk + [val_idx[0]] * (min(mb, per_rank - start) - rows)
-                blocks = torch.from_numpy(np.stack([val_ds.block(i) for i in chunk]))
-                x, y = blocks[:, :-1].to(device), blocks[:, 1:].clone()
-                y[rows:] = -1
-                y = y.to(device)
+            for x, y, ntok in val_batches:
                 with _autocast(device, precision):
                     _, loss = fwd_model(x, y)
-                ntok = (y != -1).sum()
-                if ntok > 0:
+                if ntok:
                     loss_sum += loss.double() * ntok
                     count += ntok
         fwd_model.train()
@@ -471,8 +470,6 @@ def _train(config: TrainConfig, info: ddp.DistInfo) -> TrainResult:
         return path
 
     def link_best(path: str) -> None:
-        from codekiln._io import atomic_path
-
         best = os.path.join(run_dir, ckpt.CHECKPOINT_DIR, ckpt.BEST)
         with atomic_path(best) as tmp:
             try:
