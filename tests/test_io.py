@@ -50,3 +50,26 @@ def test_temp_names_are_unique(tmp_path: pathlib.Path) -> None:
         pathlib.Path(a).write_bytes(b"a")
         pathlib.Path(b).write_bytes(b"b")
     assert p.read_bytes() == b"a"  # the outer one finished last
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_refuses_to_replace_a_non_regular_file(tmp_path: pathlib.Path) -> None:
+    import stat
+
+    from codekiln import Tokenizer
+    from codekiln._io import NotARegularFileError
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(NotARegularFileError, match="pipe.*not a regular file"):
+        atomic_write(fifo, b"x")
+    # The tokenizer's save goes through the same helper; a link to the node is refused too.
+    link = tmp_path / "tok.json"
+    link.symlink_to(fifo)
+    tok = Tokenizer.train(["def f():\n    return 1\n"] * 4, vocab_size=260, progress=False)
+    with pytest.raises(NotARegularFileError):
+        tok.save(link)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and link.is_symlink()
+    assert sorted(os.listdir(tmp_path)) == ["pipe", "tok.json"]
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        atomic_write(tmp_path, b"x")

@@ -107,6 +107,17 @@ def test_forward_shapes_and_initial_loss_near_uniform():
     assert loss2 is None and torch.equal(logits, logits2)
 
 
+def test_targets_of_another_shape_are_an_error():
+    model = GPT(small())
+    idx = torch.randint(0, 97, (2, 10))
+    with pytest.raises(ValueError, match=r"targets must have the shape of idx \(2, 10\)"):
+        model(idx, targets=torch.randint(0, 97, (10, 2)))  # same numel, transposed
+    with pytest.raises(ValueError, match="targets must have the shape"):
+        model(idx, targets=idx[:, :-1])
+    with pytest.raises(ValueError, match=r"\(batch, time\)"):
+        model(idx[0])
+
+
 def test_targets_minus_one_are_ignored():
     torch.manual_seed(0)
     model = GPT(small())

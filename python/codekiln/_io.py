@@ -8,7 +8,9 @@ file untouched; a ``kill -9`` can leave a ``.NAME.*.tmp`` file behind but never 
 ``NAME``.
 
 A destination that is a symbolic link is written through: the link's target is replaced and
-the link stays a link.
+the link stays a link. A destination that exists but is not a regular file (a directory, a
+device node, a FIFO, a socket) is refused with :class:`IsADirectoryError` /
+:class:`NotARegularFileError` before anything is written.
 
 >>> import os, tempfile
 >>> d = tempfile.mkdtemp()
@@ -23,16 +25,42 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write", "atomic_write_json", "fsync_dir", "is_temp_file"]
+__all__ = [
+    "NotARegularFileError",
+    "atomic_path",
+    "atomic_write",
+    "atomic_write_json",
+    "fsync_dir",
+    "is_temp_file",
+]
+
+
+class NotARegularFileError(OSError):
+    """The destination of a write exists and is a device node, FIFO or socket."""
 
 
 def _resolve(path: str | os.PathLike[str]) -> str:
     path = os.fspath(path)
     # Write through symlinks (a link to a shared file stays a link).
-    return os.path.realpath(path) if os.path.islink(path) else path
+    final = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        st = os.stat(final)
+    except FileNotFoundError:
+        return final
+    except OSError:  # e.g. a link loop: let the write itself report it
+        return final
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"{path}: is a directory; give a file path to write")
+    if not stat.S_ISREG(st.st_mode):
+        raise NotARegularFileError(
+            f"{path}: exists and is not a regular file (a device, FIFO or socket); "
+            "refusing to replace it"
+        )
+    return final
 
 
 def _temp_name(path: str) -> str:

@@ -323,6 +323,14 @@ class GPT(nn.Module):
         Returns:
             ``(logits, loss)``; ``loss`` is the mean cross-entropy, or None without targets.
         """
+        if idx.dim() != 2:
+            raise ValueError(
+                f"idx must be a (batch, time) tensor of token ids, got shape {tuple(idx.shape)}"
+            )
+        if targets is not None and targets.shape != idx.shape:
+            raise ValueError(
+                f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}"
+            )
         _, T = idx.size()  # (B, T)
         start = cache.length if cache is not None else 0
         if start + T > self.config.block_size:
