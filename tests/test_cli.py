@@ -277,3 +277,51 @@ def test_one_tokenizer_loader_for_every_command(
     capsys.readouterr()
     for cmd in commands[:2]:
         assert main([*cmd, out]) == 0  # the pack directory holds tokenizer.json
+
+
+def _numeric_flags() -> list[tuple[list[str], str, object]]:
+    """(subcommand path, option string or positional dest, type) of every numeric argument."""
+    import argparse
+
+    from codekiln._cliargs import Float, Int
+    from codekiln.cli import build_parser
+
+    found: list[tuple[list[str], str, object]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+                continue
+            if action.type in (int, float):
+                raise AssertionError(
+                    f"codekiln {' '.join(path)} {action.option_strings or action.dest}: a bare "
+                    f"{action.type.__name__} type; use codekiln._cliargs.Int/Float"
+                )
+            if isinstance(action.type, (Int, Float)):
+                name = action.option_strings[-1] if action.option_strings else action.dest
+                found.append((path, name, action.type))
+
+    walk(build_parser(), [])
+    return found
+
+
+def test_every_numeric_flag_is_range_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    """A huge or negative number is a usage error naming the flag, never a traceback."""
+    flags = _numeric_flags()
+    names = {(" ".join(p), n) for p, n, _ in flags}
+    assert {("data pack", "--shard-tokens"), ("tokenizer train", "--min-frequency")} <= names
+    assert ("data inspect", "--sample") in names and len(flags) > 30
+    for path, name, kind in flags:
+        huge = "1" + "0" * 40
+        if not name.startswith("-"):  # positional: the type itself rejects the value
+            with pytest.raises(Exception, match=r"must be"):
+                kind(huge)  # type: ignore[operator]
+            continue
+        from codekiln._cliargs import Int
+
+        for bad in (huge, "-" + huge) if isinstance(kind, Int) else ("nan", "inf", "-inf"):
+            assert main([*path, name, bad]) == 2, (path, name, bad)
+            err = capsys.readouterr().err
+            assert f"argument {name}" in err and "Traceback" not in err, err

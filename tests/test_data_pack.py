@@ -393,6 +393,18 @@ def test_cli_pack_and_inspect(tmp_path, tok, corpus, capsys):
     assert info["sample"]["text"] == decode_all(out, "train", tok)[1]
     hist = info["splits"]["train"]["top_tokens"]
     assert hist == sorted(hist, key=lambda e: -e["count"])
+    # The sample index runs across shards (it used to be clamped to the first shard), and an
+    # index past the end is an error naming the count.
+    train_docs = decode_all(out, "train", tok)
+    assert len(m["splits"]["train"]["shards"]) > 1
+    last = len(train_docs) - 1
+    info = inspect_pack(out, sample=last, verify=False)
+    assert info["sample"]["text"] == train_docs[last]
+    assert info["sample"]["shard"] == m["splits"]["train"]["shards"][-1]["file"]
+    with pytest.raises(ValueError, match=f"has {len(train_docs)} documents"):
+        inspect_pack(out, sample=last + 1, verify=False)
+    with pytest.raises(ValueError, match="sample must be a document index >= 0"):
+        inspect_pack(out, sample=-1, verify=False)
     (out / "valid-000000.bin").write_bytes(b"junk")
     args = parser.parse_args(["data", "inspect", str(out)])
     assert args.func(args) == 1

@@ -185,3 +185,75 @@ def test_dataloader_epoch_ends_after_len_batches(packed):
     assert [i for _, i in zip(range(25), t.stream())][:20] == one + list(
         BlockSampler(10, seed=1)._order(1)
     )
+
+
+def _copy_pack(packed, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(packed[0], out)
+    return out
+
+
+def test_a_flipped_token_byte_is_caught_when_the_block_is_read(packed, tmp_path):
+    """verify=False (the default) still never serves an id outside the vocabulary."""
+    out = _copy_pack(packed, tmp_path)
+    shard = out / "train-000001.bin"
+    raw = bytearray(shard.read_bytes())
+    raw[HEADER_BYTES + 2 * 10 + 1] ^= 0xFF  # high byte of token 10: id far above 330
+    shard.write_bytes(bytes(raw))
+    ds = PackedDataset(out, "train", block_size=50, as_numpy=True)  # opens fine
+    first = int(ds._tok_starts[1])
+    block = first // 50
+    with pytest.raises(ShardError, match=r"train-000001.bin: token 10 has id \d+, not below"):
+        ds[block]
+    with pytest.raises(ShardError, match="not below the vocabulary size 330"):
+        [ds.document_tokens(i) for i in range(ds.num_documents)]
+    assert ds[0].max() < 330  # blocks of intact shards still read
+
+
+def test_a_corrupt_index_or_header_is_caught_on_open(packed, tmp_path):
+    out = _copy_pack(packed, tmp_path)
+    shard = out / "train-000002.bin"
+    h = read_header(shard)
+    raw = bytearray(shard.read_bytes())
+    off = h.index_offset + 8 * 1 + 3  # a middle byte of document 1's offset
+    raw[off] ^= 0x40
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(ShardError, match="train-000002.bin: corrupt document index"):
+        PackedDataset(out, "train", block_size=50)
+    raw[off] ^= 0x40
+    struct.pack_into("<I", raw, 20, 70_000)  # vocabulary size in the header
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(ShardError, match="corrupt header|vocabulary size"):
+        PackedDataset(out, "train", block_size=50)
+
+
+def test_pickles_by_path_and_reopens(packed, tmp_path):
+    import pickle
+
+    out, _, _, stream = packed
+    ds = PackedDataset(out, "train", block_size=64)
+    data = pickle.dumps(ds)
+    one = ds.shards[0]
+    assert len(pickle.dumps(one)) < 1000 < one.header.token_count * 2  # by path, not data
+    assert len(data) < sum(s.header.file_size for s in ds.shards) // 2
+    back = pickle.loads(data)
+    assert len(back) == len(ds) and torch.equal(back[len(ds) - 1], ds[len(ds) - 1])
+    # A shard replaced between pickling and unpickling is an error, not silently other data.
+    moved = _copy_pack(packed, tmp_path)
+    ds2 = PackedDataset(moved, "train", block_size=64)
+    data2 = pickle.dumps(ds2)
+    (moved / "train-000000.bin").write_bytes((moved / "train-000001.bin").read_bytes())
+    with pytest.raises(ShardError, match="changed on disk"):
+        pickle.loads(data2)
+
+
+def test_dataloader_workers_under_spawn(packed):
+    out, _, _, stream = packed
+    ds = PackedDataset(out, "train", block_size=64)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=4, num_workers=1, multiprocessing_context="spawn"
+    )
+    first = next(iter(loader))
+    np.testing.assert_array_equal(first[0].numpy(), stream[:65])

@@ -23,6 +23,8 @@ import json
 import os
 import sys
 
+from codekiln._cliargs import Float, Int
+
 __all__ = ["add_complete_command"]
 
 SEPARATOR = "====="
@@ -38,12 +40,17 @@ def add_complete_command(sub: argparse._SubParsersAction) -> None:  # type: igno
     p.add_argument("--run", required=True, help="run directory written by `codekiln train`")
     p.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path")
     p.add_argument("--file", help="read the prompt from this file")
-    p.add_argument("--samples", type=int, default=1, help="number of completions (one batch)")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
-    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (1: off)")
-    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens")
-    p.add_argument("--max-new-tokens", type=int, default=128, help="tokens per completion")
-    p.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
+    p.add_argument("--samples", type=Int(1), default=1, help="number of completions (one batch)")
+    p.add_argument("--temperature", type=Float(0), default=0.8, help="0 for greedy decoding")
+    p.add_argument(
+        "--top-p",
+        type=Float(0, 1, lo_open=True),
+        default=0.95,
+        help="nucleus sampling mass (1: off)",
+    )
+    p.add_argument("--top-k", type=Int(1), default=None, help="sample among the k likeliest tokens")
+    p.add_argument("--max-new-tokens", type=Int(1), default=128, help="tokens per completion")
+    p.add_argument("--seed", type=Int(0), default=None, help="make sampling reproducible")
     p.add_argument(
         "--stop",
         action="append",

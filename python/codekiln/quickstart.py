@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from codekiln._cliargs import Float, Int
 from codekiln._io import atomic_write_json
 from codekiln._threads import THREADS_HELP
 
@@ -368,31 +369,33 @@ def add_quickstart_command(sub: argparse._SubParsersAction) -> None:  # type: ig
         "model trained, plotted and sampled",
     )
     p.add_argument("--out-dir", default=d.out_dir, metavar="DIR")
-    p.add_argument("--vocab-size", type=int, default=d.vocab_size, metavar="N")
+    p.add_argument("--vocab-size", type=Int(1), default=d.vocab_size, metavar="N")
     p.add_argument(
         "--max-mb",
-        type=float,
+        type=Float(0, lo_open=True),
         default=d.max_bytes / 2**20,
         metavar="MB",
         help="cap on the training text in MiB",
     )
-    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
+    p.add_argument("--threads", type=Int(), default=None, metavar="N", help=THREADS_HELP)
     p.add_argument(
         "--train-steps",
-        type=int,
+        type=Int(0),
         default=d.train_steps,
         metavar="N",
         help=f"training steps (default {d.train_steps}; more for a better model, 0 to stop "
         "after packing)",
     )
-    p.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N")
-    p.add_argument("--block-size", type=int, default=d.block_size, metavar="N")
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate, metavar="LR")
+    p.add_argument("--batch-size", type=Int(1), default=d.batch_size, metavar="N")
+    p.add_argument("--block-size", type=Int(1), default=d.block_size, metavar="N")
+    p.add_argument(
+        "--learning-rate", type=Float(0, lo_open=True), default=d.learning_rate, metavar="LR"
+    )
     p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=d.seed, metavar="S")
+    p.add_argument("--seed", type=Int(0), default=d.seed, metavar="S")
     p.add_argument(
         "--humaneval-problems",
-        type=int,
+        type=Int(0),
         default=d.humaneval_problems,
         metavar="N",
         help=f"HumanEval problems for the final pass@k check (default {d.humaneval_problems}; 0: skip)",

@@ -12,6 +12,7 @@ import json
 import pathlib
 import sys
 
+from codekiln._cliargs import Float, Int
 from codekiln._threads import THREADS_HELP
 from codekiln.corpus import add_include_exclude, include_exclude
 
@@ -38,7 +39,7 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         "...) or globs",
     )
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--valid-fraction", type=float, default=0.01, metavar="F")
+    p.add_argument("--valid-fraction", type=Float(0, 1), default=0.01, metavar="F")
     p.add_argument(
         "--filters",
         choices=["default", "none"],
@@ -47,10 +48,10 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         "to the input byte for byte)",
     )
     p.add_argument("--dedup", choices=["exact", "near", "none"], default="exact")
-    p.add_argument("--near-threshold", type=float, default=0.85, metavar="J")
+    p.add_argument("--near-threshold", type=Float(0, 1, lo_open=True), default=0.85, metavar="J")
     p.add_argument("--redact", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
-    p.add_argument("--shard-tokens", type=int, default=50_000_000, metavar="N")
+    p.add_argument("--threads", type=Int(), default=None, metavar="N", help=THREADS_HELP)
+    p.add_argument("--shard-tokens", type=Int(1), default=50_000_000, metavar="N")
     add_include_exclude(p)
     p.add_argument("--license-allow", nargs="+", default=[], metavar="LICENSE")
     p.add_argument(
@@ -68,8 +69,8 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     q = cmds.add_parser("inspect", help="counts, token histogram, a sample, checksums")
     q.add_argument("dir", metavar="DIR")
     q.add_argument("--no-verify", action="store_true", help="skip the SHA-256 checks")
-    q.add_argument("--sample", type=int, default=0, metavar="I", help="train document to decode")
-    q.add_argument("--top", type=int, default=20, metavar="N", help="most frequent tokens shown")
+    q.add_argument("--sample", type=Int(0), default=0, metavar="I", help="train document to decode")
+    q.add_argument("--top", type=Int(0), default=20, metavar="N", help="most frequent tokens shown")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_inspect)
 

@@ -36,8 +36,9 @@ def _torch() -> Any:
 __all__ = ["BlockSampler", "PackedDataset"]
 
 
-def _split_shards(directory: str, split: str) -> list[str]:
-    from codekiln.data.pack import MANIFEST, load_manifest
+def _split_shards(directory: str, split: str) -> tuple[list[str], int | None]:
+    """The shard paths of ``split`` and the manifest's vocabulary size (None without one)."""
+    from codekiln.data.pack import MANIFEST, is_shard_name, load_manifest
 
     if os.path.exists(os.path.join(directory, MANIFEST)):
         m = load_manifest(directory)
@@ -47,18 +48,20 @@ def _split_shards(directory: str, split: str) -> list[str]:
             )
         if split not in m.get("splits", {}):
             raise ValueError(f"{directory}: no split {split!r} (have {sorted(m['splits'])})")
-        return [os.path.join(directory, s["file"]) for s in m["splits"][split]["shards"]]
-    names = sorted(
-        n for n in os.listdir(directory) if n.startswith(f"{split}-") and n.endswith(".bin")
-    )
-    return [os.path.join(directory, n) for n in names]
+        paths = [os.path.join(directory, s["file"]) for s in m["splits"][split]["shards"]]
+        return paths, m.get("tokenizer", {}).get("vocab_size")
+    names = sorted(n for n in os.listdir(directory) if is_shard_name(n, split))
+    return [os.path.join(directory, n) for n in names], None
 
 
 class PackedDataset:
     """Blocks of ``block_size + 1`` tokens from the ``split`` shards in ``directory``.
 
-    Shards are memory-mapped and validated on open (header, exact size; with
-    ``verify=True`` also the SHA-256 recorded in the manifest). Items are ``torch.int64``
+    Shards are memory-mapped and validated on open (header, exact size, document index,
+    the manifest's vocabulary size); token ids are checked against the vocabulary as blocks
+    and documents are read; ``verify=True`` adds the full SHA-256 check against the manifest.
+    The dataset pickles small (shards by path), so ``DataLoader`` workers started with spawn
+    or forkserver reopen the memory maps instead of copying the data. Items are ``torch.int64``
     tensors when torch is installed (``as_numpy=False``), else ``numpy.int64`` arrays. It is a
     map-style dataset (``__len__`` + ``__getitem__``), which ``torch.utils.data.DataLoader``
     takes as is.
@@ -88,7 +91,7 @@ class PackedDataset:
         self.as_numpy = not has_torch if as_numpy is None else as_numpy
         if not self.as_numpy and not has_torch:
             raise ImportError("as_numpy=False needs torch (pip install 'codekiln[train]')")
-        paths = _split_shards(self.directory, split)
+        paths, manifest_vocab = _split_shards(self.directory, split)
         if not paths:
             raise ShardError(f"{self.directory}: no {split!r} shards")
         if verify:
@@ -103,6 +106,11 @@ class PackedDataset:
                 raise ShardError(
                     f"{s.path}: made with a different tokenizer than {self.shards[0].path}"
                 )
+        if manifest_vocab is not None and first.vocab_size != manifest_vocab:
+            raise ShardError(
+                f"{self.shards[0].path}: vocabulary size {first.vocab_size} in the header, "
+                f"{manifest_vocab} in the manifest: the shard is corrupt"
+            )
         self.vocab_size = first.vocab_size
         self.eot_id = first.eot_id
         self.fingerprint = first.fingerprint
@@ -139,9 +147,9 @@ class PackedDataset:
         while pos < end:
             base = self._tok_starts[k]
             take = min(end, self._tok_starts[k + 1]) - pos
-            out[pos - start : pos - start + take] = self.shards[k].tokens[
-                pos - base : pos - base + take
-            ]
+            out[pos - start : pos - start + take] = self.shards[k].checked_tokens(
+                pos - base, pos - base + take
+            )
             pos += take
             k += 1
         return out

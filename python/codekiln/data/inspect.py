@@ -23,7 +23,7 @@ def inspect_pack(
 ) -> dict[str, Any]:
     """Summarise ``directory``: per split the shard, document and token counts, document
     lengths, the ``top`` most frequent tokens (decoded when a tokenizer is available, by
-    default the pack's ``tokenizer.json``), document ``sample`` of the train split decoded,
+    default the pack's ``tokenizer.json``), document ``sample`` of the train split decoded (an index across its shards),
     and with ``verify`` every shard's size, header and SHA-256 checked against the manifest
     (``problems`` lists what failed; empty means all good)."""
     from codekiln.data.pack import load_manifest
@@ -46,7 +46,9 @@ def inspect_pack(
         "splits": {},
         "problems": problems,
     }
-    first_train: Shard | None = None
+    if sample is not None and (not isinstance(sample, int) or sample < 0):
+        raise ValueError(f"sample must be a document index >= 0 (or None), got {sample!r}")
+    train_shards: list[Shard] = []
     for split, info in manifest.get("splits", {}).items():
         counts = np.zeros(0, dtype=np.int64)
         doc_lens: list[np.ndarray] = []
@@ -70,8 +72,8 @@ def inspect_pack(
             except (ShardError, OSError) as e:
                 problems.append(str(e))
                 continue
-            if split == "train" and first_train is None:
-                first_train = shard
+            if split == "train":
+                train_shards.append(shard)
             tokens += shard.header.token_count
             docs += shard.header.doc_count
             c = np.bincount(np.asarray(shard.tokens), minlength=shard.header.vocab_size)
@@ -97,11 +99,22 @@ def inspect_pack(
             "doc_tokens_max": int(lens.max()) if lens.size else 0,
             "top_tokens": histogram,
         }
-    if sample is not None and first_train is not None and len(first_train) > 0:
-        i = min(sample, len(first_train) - 1)
-        ids = first_train.document(i)
+    if sample is not None and train_shards:
+        total = sum(len(sh) for sh in train_shards)
+        if sample >= total:
+            raise ValueError(
+                f"sample={sample} (--sample): the train split has {total:,} documents "
+                f"(0..{total - 1})"
+            )
+        i = sample
+        for sh in train_shards:  # the document index runs across the split's shards
+            if i < len(sh):
+                break
+            i -= len(sh)
+        ids = sh.document(i)
         out["sample"] = {
-            "document": i,
+            "document": sample,
+            "shard": os.path.basename(sh.path),
             "tokens": len(ids),
             "text": tok.decode([int(t) for t in ids]) if tok is not None else None,
         }

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -37,6 +38,20 @@ MANIFEST = "MANIFEST.json"
 FORMAT = "codekiln-shards"
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid")
+
+
+_SHARD_NAME = re.compile(r"(train|valid)-[0-9]{6}\.bin")
+
+
+def is_shard_name(name: str, split: str | None = None) -> bool:
+    """Whether ``name`` is exactly a shard file name the packer writes (``train-000012.bin``);
+    ``split`` restricts it to one split. A user's ``train-backup.bin`` is not.
+
+    >>> is_shard_name("valid-000003.bin"), is_shard_name("train-old.bin")
+    (True, False)
+    """
+    m = _SHARD_NAME.fullmatch(name)
+    return m is not None and (split is None or m.group(1) == split)
 
 
 class PackError(ValueError):

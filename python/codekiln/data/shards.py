@@ -87,6 +87,11 @@ def read_header(path: str | os.PathLike[str]) -> ShardHeader:
     if hsize != HEADER_BYTES or tbytes not in (2, 4):
         raise ShardError(f"{path}: corrupt header (header size {hsize}, token bytes {tbytes})")
     h = ShardHeader(version, tbytes, vocab, tokens, docs, eot, fp.hex())
+    if not 0 < vocab <= 256**tbytes or eot >= vocab:
+        raise ShardError(
+            f"{path}: corrupt header (vocabulary size {vocab}, separator id {eot}, "
+            f"{tbytes}-byte tokens)"
+        )
     if index_off != h.index_offset:
         raise ShardError(f"{path}: corrupt header (index offset {index_off} != {h.index_offset})")
     if size != h.file_size:
@@ -105,8 +110,23 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def _reopen(path: str, header: ShardHeader) -> Shard:
+    shard = Shard(path)
+    if shard.header != header:
+        raise ShardError(f"{path}: the shard changed on disk since it was opened")
+    return shard
+
+
 class Shard:
-    """A memory-mapped shard: ``tokens`` and ``offsets`` are read-only numpy arrays."""
+    """A memory-mapped shard: ``tokens`` and ``offsets`` are read-only numpy arrays.
+
+    Opening checks the header, the exact file size and the document index (offsets start at
+    0, increase, end at the token count), so a corrupt index cannot produce documents that
+    run past the file. Token ids are checked against the vocabulary size when they are read
+    (:meth:`document`, :meth:`checked_tokens`); the full SHA-256 check is
+    :func:`sha256_file` against the manifest (``PackedDataset(verify=True)``). A ``Shard``
+    pickles as its path (worker processes reopen the memory map; nothing is copied).
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -123,6 +143,25 @@ class Shard:
         )
         if self.offsets[0] != 0 or int(self.offsets[-1]) != h.token_count:
             raise ShardError(f"{self.path}: corrupt document index (first/last offsets)")
+        if h.doc_count and not np.all(self.offsets[1:] > self.offsets[:-1]):
+            raise ShardError(f"{self.path}: corrupt document index (offsets do not increase)")
+
+    def __reduce__(self) -> tuple[object, tuple[str, ShardHeader]]:
+        return _reopen, (self.path, self.header)
+
+    def checked_tokens(self, start: int, end: int) -> np.ndarray:
+        """``tokens[start:end]``, after checking every id is below the vocabulary size (a
+        flipped byte in the token area would otherwise reach the model as an id it has no
+        embedding for)."""
+        part = self.tokens[start:end]
+        if part.size and int(part.max()) >= self.header.vocab_size:
+            bad = start + int(np.argmax(part >= self.header.vocab_size))
+            raise ShardError(
+                f"{self.path}: token {bad} has id {int(self.tokens[bad])}, not below the "
+                f"vocabulary size {self.header.vocab_size}: the shard is corrupt "
+                "(inspect it with `codekiln data inspect`)"
+            )
+        return part
 
     def __len__(self) -> int:
         return self.header.doc_count
@@ -131,7 +170,7 @@ class Shard:
         """The tokens of document ``i`` (without its separator)."""
         if not 0 <= i < self.header.doc_count:
             raise IndexError(f"document {i} out of range ({self.header.doc_count} in {self.path})")
-        return self.tokens[int(self.offsets[i]) : int(self.offsets[i + 1]) - 1]
+        return self.checked_tokens(int(self.offsets[i]), int(self.offsets[i + 1]) - 1)
 
     def check_index(self) -> None:
         """Full index check: offsets increase and every document ends with the separator."""

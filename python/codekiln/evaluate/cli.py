@@ -15,6 +15,7 @@ import pathlib
 import time
 from typing import Any
 
+from codekiln._cliargs import Float, Int
 from codekiln.corpus import add_include_exclude, include_exclude
 
 __all__ = ["EVALS_FILE", "add_eval_commands", "record_evaluation"]
@@ -55,9 +56,9 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     q.add_argument("--split", default="valid", help="split of --data (default: valid)")
     q.add_argument("--text-field", default="content", help="JSON field holding the text")
     add_include_exclude(q)
-    q.add_argument("--max-tokens", type=int, default=None, help="evaluate at most this many")
-    q.add_argument("--block-size", type=int, default=None, help="default: the model's")
-    q.add_argument("--batch-size", type=int, default=8, help="blocks per forward pass")
+    q.add_argument("--max-tokens", type=Int(1), default=None, help="evaluate at most this many")
+    q.add_argument("--block-size", type=Int(1), default=None, help="default: the model's")
+    q.add_argument("--batch-size", type=Int(1), default=8, help="blocks per forward pass")
     q.set_defaults(func=_perplexity)
 
     h = esub.add_parser(
@@ -67,16 +68,22 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         "in a sandbox (own process, rlimits, no network, timeout) and report pass@k.",
     )
     common(h)
-    h.add_argument("--samples", type=int, default=10, help="completions per problem (n)")
+    h.add_argument("--samples", type=Int(1), default=10, help="completions per problem (n)")
     h.add_argument("--k", default="1,2,5,10", help="pass@k for these k (comma-separated)")
-    h.add_argument("--temperature", type=float, default=0.8, help="0 for greedy")
-    h.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass")
-    h.add_argument("--max-new-tokens", type=int, default=256, help="tokens per completion")
-    h.add_argument("--batch-size", type=int, default=16, help="samples generated per batch")
-    h.add_argument("--limit", type=int, default=None, help="only the first M problems")
-    h.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: CPUs)")
-    h.add_argument("--timeout", type=float, default=3.0, help="seconds per program")
-    h.add_argument("--seed", type=int, default=0, help="sampling seed")
+    h.add_argument("--temperature", type=Float(0), default=0.8, help="0 for greedy")
+    h.add_argument(
+        "--top-p", type=Float(0, 1, lo_open=True), default=0.95, help="nucleus sampling mass"
+    )
+    h.add_argument("--max-new-tokens", type=Int(1), default=256, help="tokens per completion")
+    h.add_argument("--batch-size", type=Int(1), default=16, help="samples generated per batch")
+    h.add_argument("--limit", type=Int(1), default=None, help="only the first M problems")
+    h.add_argument(
+        "--workers", type=Int(1), default=None, help="parallel sandboxes (default: CPUs)"
+    )
+    h.add_argument(
+        "--timeout", type=Float(0, lo_open=True), default=3.0, help="seconds per program"
+    )
+    h.add_argument("--seed", type=Int(0), default=0, help="sampling seed")
     h.add_argument(
         "--out", default=None, help="results JSONL (default: RUN/humaneval-<time>.jsonl)"
     )

@@ -14,6 +14,7 @@ import pathlib
 import sys
 from typing import Any
 
+from codekiln._cliargs import Int
 from codekiln._threads import THREADS_HELP
 from codekiln.corpus import add_include_exclude, include_exclude
 from codekiln.tokenizer.core import Tokenizer, load_tokenizer
@@ -35,7 +36,7 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
         help="files, directories (walked for --include) or globs",
     )
     add_include_exclude(p)
-    p.add_argument("--vocab-size", type=int, required=True, metavar="N")
+    p.add_argument("--vocab-size", type=Int(1), required=True, metavar="N")
     p.add_argument("--out", required=True, metavar="FILE", help="tokenizer file to write (.json)")
     p.add_argument("--pattern", default="code", choices=["code", "gpt2"])
     p.add_argument(
@@ -44,8 +45,8 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
         choices=["<N>", "none"],
         help="'<N>': every newline is its own token (id 10); 'none': newline is a plain byte",
     )
-    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
-    p.add_argument("--min-frequency", type=int, default=2, metavar="N")
+    p.add_argument("--threads", type=Int(), default=None, metavar="N", help=THREADS_HELP)
+    p.add_argument("--min-frequency", type=Int(1), default=2, metavar="N")
     p.add_argument(
         "--special",
         nargs="*",
@@ -74,7 +75,9 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
 
     p = cmds.add_parser("decode", help="decode ids (arguments or stdin) to text")
     p.add_argument("--tokenizer", required=True, metavar="FILE")
-    p.add_argument("ids", nargs="*", type=int, metavar="ID", help="default: read stdin")
+    p.add_argument(
+        "ids", nargs="*", type=Int(0, 2**32 - 1), metavar="ID", help="default: read stdin"
+    )
     p.set_defaults(func=_tokenizer_decode)
 
     p = cmds.add_parser("stats", help="bytes/token, keywords, longest and unused tokens")
@@ -88,8 +91,8 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     )
     add_include_exclude(p)
     p.add_argument("--text-field", default="content", metavar="F")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
-    p.add_argument("--longest", type=int, default=20, metavar="N", help="longest tokens to list")
+    p.add_argument("--threads", type=Int(), default=None, metavar="N", help=THREADS_HELP)
+    p.add_argument("--longest", type=Int(0), default=20, metavar="N", help="longest tokens to list")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_tokenizer_stats)
 

@@ -16,6 +16,7 @@ import sys
 import typing
 from typing import Any
 
+from codekiln._cliargs import Float, Int
 from codekiln.train.config import ConfigError, TrainConfig, load_config_file
 
 __all__ = ["ConfigError", "add_train_commands", "config_from_args", "config_from_argv"]
@@ -99,7 +100,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         if choices:
             p.add_argument(flag, choices=choices, **kw)
         else:
-            p.add_argument(flag, type=scalar, metavar=f.name.split("_")[-1].upper(), **kw)
+            # Numbers are range-checked here only for size (a huge value is a usage error
+            # naming the flag); TrainConfig's validation gives each field its own range.
+            kind = {int: Int(), float: Float()}.get(scalar, scalar)
+            p.add_argument(flag, type=kind, metavar=f.name.split("_")[-1].upper(), **kw)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
