@@ -61,7 +61,7 @@ def test_refuses_to_replace_a_non_regular_file(tmp_path: pathlib.Path) -> None:
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    with pytest.raises(NotARegularFileError, match="pipe.*not a regular file"):
+    with pytest.raises(NotARegularFileError, match=r"pipe.*not a regular file"):
         atomic_write(fifo, b"x")
     # The tokenizer's save goes through the same helper; a link to the node is refused too.
     link = tmp_path / "tok.json"

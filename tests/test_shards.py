@@ -220,19 +220,19 @@ def test_a_corrupt_index_or_header_is_caught_on_open(packed, tmp_path):
     off = h.index_offset + 8 * 1 + 3  # a middle byte of document 1's offset
     raw[off] ^= 0x40
     shard.write_bytes(bytes(raw))
-    with pytest.raises(ShardError, match="train-000002.bin: corrupt document index"):
+    with pytest.raises(ShardError, match=r"train-000002\.bin: corrupt document index"):
         PackedDataset(out, "train", block_size=50)
     raw[off] ^= 0x40
     struct.pack_into("<I", raw, 20, 70_000)  # vocabulary size in the header
     shard.write_bytes(bytes(raw))
-    with pytest.raises(ShardError, match="corrupt header|vocabulary size"):
+    with pytest.raises(ShardError, match=r"corrupt header|vocabulary size"):
         PackedDataset(out, "train", block_size=50)
 
 
 def test_pickles_by_path_and_reopens(packed, tmp_path):
     import pickle
 
-    out, _, _, stream = packed
+    out = packed[0]
     ds = PackedDataset(out, "train", block_size=64)
     data = pickle.dumps(ds)
     one = ds.shards[0]
