@@ -511,3 +511,76 @@ def test_leftover_temporary_files_are_cleared(tmp_path, tok, docs) -> None:
     pack([[d["content"] for d in docs[:3]]], tok, out, raw_config(), progress=False)
     assert not [n for n in left if (out / n).exists()]
     assert (out / "notes.txt").exists()
+
+
+def test_output_directory_rules_never_touch_user_files(tmp_path, tok, docs) -> None:
+    """The packer removes only what its manifest says it wrote (issue: re-running or
+    --overwrite deleted a user's train-backup.bin / valid-old.bin)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = {"train-backup.bin": b"user data 1", "valid-old.bin": b"user data 2", "notes.md": b"x"}
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    texts = write_jsonl_gz(tmp_path / "c.jsonl.gz", docs[:30])  # a file: resumable
+    pack(texts, tok, out, raw_config(shard_tokens=2_000), progress=False)
+    pack(texts, tok, out, raw_config(shard_tokens=2_000), progress=False)  # resume: no-op
+    m = pack(texts, tok, out, raw_config(shard_tokens=3_000), overwrite=True, progress=False)
+    for name, data in mine.items():
+        assert (out / name).read_bytes() == data
+    listed = {sh["file"] for s in m["splits"].values() for sh in s["shards"]}
+    shards = {n for n in os.listdir(out) if n.endswith(".bin")} - set(mine)
+    assert shards == listed  # the first pack's extra shards are gone, nothing else
+
+
+def test_foreign_shard_names_and_tokenizers_are_errors(tmp_path, tok, docs) -> None:
+    texts = [[d["content"] for d in docs[:10]]]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train-000000.bin").write_bytes(b"not ours")
+    for overwrite in (False, True):
+        with pytest.raises(PackError, match=r"no MANIFEST\.json there lists \(train-000000\.bin\)"):
+            pack(texts, tok, out, raw_config(), overwrite=overwrite, progress=False)
+    assert (out / "train-000000.bin").read_bytes() == b"not ours"
+    (out / "train-000000.bin").unlink()
+    other = Tokenizer.train([d["content"] for d in docs[40:80]], vocab_size=300, progress=False)
+    other.save(out / "tokenizer.json")
+    before = (out / "tokenizer.json").read_bytes()
+    for overwrite in (False, True):
+        with pytest.raises(PackError, match=r"tokenizer\.json is a different tokenizer"):
+            pack(texts, tok, out, raw_config(), overwrite=overwrite, progress=False)
+    assert (out / "tokenizer.json").read_bytes() == before
+    # The same tokenizer already there is fine, and a pack's own tokenizer.json is replaced
+    # by --overwrite with a new tokenizer.
+    (out / "tokenizer.json").unlink()
+    tok.save(out / "tokenizer.json")
+    pack(texts, tok, out, raw_config(), progress=False)
+    m = pack(texts, other, out, raw_config(), overwrite=True, progress=False)
+    assert m["tokenizer"]["fingerprint"] == other.fingerprint
+    assert Tokenizer.load(out / "tokenizer.json").fingerprint == other.fingerprint
+
+
+def test_a_second_pack_into_a_locked_directory_is_an_error(tmp_path, tok, docs) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from codekiln.data.pack import _locked\n"
+            f"with _locked({str(out)!r}):\n"
+            "    print('locked', flush=True); time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(PackError, match=rf"another pack is writing.*process {holder.pid}"):
+            pack([[d["content"] for d in docs[:5]]], tok, out, raw_config(), progress=False)
+        assert not [n for n in os.listdir(out) if n.endswith((".bin", ".json"))]
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    pack([[d["content"] for d in docs[:5]]], tok, out, raw_config(), progress=False)  # freed

@@ -14,6 +14,7 @@ the result is byte-identical to an uninterrupted run.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,6 +36,7 @@ from codekiln.data.shards import ShardError, read_header, sha256_file
 __all__ = ["MANIFEST", "PackError", "load_manifest", "pack"]
 
 MANIFEST = "MANIFEST.json"
+TOKENIZER_FILE = "tokenizer.json"
 FORMAT = "codekiln-shards"
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid")
@@ -95,14 +97,101 @@ def _verified_prefix(out_dir: str, old: dict[str, Any]) -> dict[str, list[dict[s
     return kept
 
 
-def _clear_outputs(out_dir: str, keep: set[str]) -> None:
-    """Delete the shards not kept and what interrupted writes left behind: the Rust writer's
-    ``*.bin.tmp`` and the temporary files of :mod:`codekiln._io` (manifest, tokenizer)."""
+LOCK = ".codekiln-pack.lock"
+"""The lock file a running pack holds (``flock``) in its output directory."""
+
+
+@contextlib.contextmanager
+def _locked(out_dir: str) -> Iterator[None]:
+    """Hold the output directory's lock for the duration of a pack: a second pack into the
+    same directory at the same time is a clear error instead of two writers mixing shards.
+    The lock is an OS file lock, released when the process ends however it ends; the small
+    lock file stays (removing it would race with a waiting pack)."""
+    path = os.path.join(out_dir, LOCK)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks here; packs are not guarded
+            fcntl = None  # type: ignore[assignment]
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                raise PackError(
+                    f"{out_dir}: another pack is writing to this directory (process {holder}); "
+                    "wait for it to finish or use another --out"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _owned_files(out_dir: str, old: dict[str, Any] | None) -> set[str]:
+    """The files of ``out_dir`` that an earlier pack's manifest says it wrote: its shards
+    (exact shard names only, so a damaged manifest cannot point elsewhere) and its
+    ``tokenizer.json`` when that file still has the fingerprint the manifest recorded."""
+    if old is None:
+        return set()
+    owned = {
+        sh["file"]
+        for split in old.get("splits", {}).values()
+        for sh in split.get("shards", [])
+        if isinstance(sh, dict) and is_shard_name(str(sh.get("file")))
+    }
+    recorded = (old.get("tokenizer") or {}).get("fingerprint")
+    if recorded and _tokenizer_fingerprint(os.path.join(out_dir, TOKENIZER_FILE)) == recorded:
+        owned.add(TOKENIZER_FILE)
+    return owned
+
+
+def _tokenizer_fingerprint(path: str) -> str | None:
+    """The fingerprint of the tokenizer file at ``path``; None when missing or unreadable."""
+    if not os.path.isfile(path):
+        return None
+    from codekiln.tokenizer import load_tokenizer
+
+    try:
+        return load_tokenizer(path).fingerprint
+    except (OSError, ValueError):
+        return None
+
+
+def _check_foreign_files(out_dir: str, owned: set[str], fingerprint: str) -> None:
+    """Refuse to start when the directory holds files the pack would overwrite but did not
+    write: shard-named files its manifest does not list, or another ``tokenizer.json``."""
+    names = os.listdir(out_dir)
+    foreign = sorted(n for n in names if is_shard_name(n) and n not in owned)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise PackError(
+            f"{out_dir} holds shard files that no {MANIFEST} there lists ({shown}); the pack "
+            "would overwrite them: move them away or use another --out"
+        )
+    if TOKENIZER_FILE in names and TOKENIZER_FILE not in owned:
+        existing = _tokenizer_fingerprint(os.path.join(out_dir, TOKENIZER_FILE))
+        if existing != fingerprint:
+            raise PackError(
+                f"{os.path.join(out_dir, TOKENIZER_FILE)} is a different tokenizer than the "
+                "one packing (or not a tokenizer file); the pack would replace it: move it "
+                "away or use another --out"
+            )
+
+
+def _clear_outputs(out_dir: str, owned: set[str], keep: set[str]) -> None:
+    """Delete what an earlier pack wrote and this one does not keep: shards its manifest
+    lists, the Rust writer's ``train-NNNNNN.bin.tmp`` files and the temporary files of
+    :mod:`codekiln._io` (manifest, tokenizer). Nothing else in the directory is touched."""
     for name in os.listdir(out_dir):
-        if name in keep:
+        if name in keep or name == TOKENIZER_FILE:
             continue
-        shard = name.endswith((".bin", ".bin.tmp")) and name.startswith(SPLITS)
-        if shard or is_temp_file(name, MANIFEST) or is_temp_file(name, "tokenizer.json"):
+        ours = name in owned or (name.endswith(".tmp") and is_shard_name(name[: -len(".tmp")]))
+        if ours or is_temp_file(name, MANIFEST) or is_temp_file(name, TOKENIZER_FILE):
             os.remove(os.path.join(out_dir, name))
 
 
@@ -136,7 +225,11 @@ def pack(
     :func:`codekiln.tokenizer.load_tokenizer`); it must have ``<|endoftext|>``.
 
     An existing pack in ``out_dir`` made with the same inputs, settings and tokenizer is
-    resumed; a different one is an error unless ``overwrite=True`` (which deletes it).
+    resumed; a different one is an error unless ``overwrite=True``. The packer only ever
+    deletes or replaces what a manifest in ``out_dir`` says a pack wrote: shard-named files
+    no manifest lists, or a different ``tokenizer.json``, are an error (even with
+    ``overwrite``), and every other file is left alone. A second pack into a directory that
+    a running pack holds (its ``.codekiln-pack.lock``) is an error.
     ``progress``: a tqdm bar (``True``), nothing (``False``) or ``callback(documents, bytes)``.
     """
     cfg = config or PackConfig()
@@ -165,24 +258,52 @@ def pack(
         json.dumps(key_material, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
 
+    with _locked(out):
+        return _pack_locked(
+            out,
+            tok,
+            eot,
+            cfg,
+            sources,
+            resolved.skipped,
+            described,
+            settings_key,
+            resumable,
+            overwrite=overwrite,
+            progress=progress,
+        )
+
+
+def _pack_locked(
+    out: str,
+    tok: Any,
+    eot: int,
+    cfg: PackConfig,
+    sources: list[FileInput | RecordInput],
+    walk_skipped: list[Any],
+    described: list[dict[str, Any]],
+    settings_key: str,
+    resumable: bool,
+    *,
+    overwrite: bool,
+    progress: bool | Callable[[int, int], None],
+) -> dict[str, Any]:
     # ---- resume or start over
     kept: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     manifest_path = os.path.join(out, MANIFEST)
-    if os.path.exists(manifest_path):
-        old = load_manifest(out)
+    old = load_manifest(out) if os.path.exists(manifest_path) else None
+    owned = _owned_files(out, old)
+    _check_foreign_files(out, owned, tok.fingerprint)
+    if old is not None:
         if old.get("settings_key") == settings_key and resumable:
             kept = _verified_prefix(out, old)
         elif not overwrite:
             raise PackError(
                 f"{out} already holds a pack made with different inputs, settings or tokenizer "
                 "(or from inputs that cannot be resumed); use another directory or overwrite=True "
-                "(--overwrite)"
+                "(--overwrite, which deletes only the files its manifest lists)"
             )
-    elif not overwrite and any(n.endswith(".bin") for n in os.listdir(out)):
-        raise PackError(
-            f"{out} holds .bin files but no {MANIFEST}; use overwrite=True (--overwrite)"
-        )
-    _clear_outputs(out, {sh["file"] for shards in kept.values() for sh in shards})
+    _clear_outputs(out, owned, {sh["file"] for shards in kept.values() for sh in shards})
 
     threads = resolve_threads(cfg.num_threads)
     manifest: dict[str, Any] = {
@@ -234,7 +355,7 @@ def pack(
     # The tokenizer file (~30 ms to serialize and fsync at 32k) is written while the Rust
     # threads pack; the manifest only says "complete" once it is in place.
     with concurrent.futures.ThreadPoolExecutor(1, "codekiln-save-tokenizer") as saver:
-        saved = saver.submit(tok.save, os.path.join(out, "tokenizer.json"))
+        saved = saver.submit(tok.save, os.path.join(out, TOKENIZER_FILE))
         try:
             _feed(packer, sources, cfg, callback)
             report = packer.finish()
@@ -257,8 +378,8 @@ def pack(
             "resumed_documents": rep["resumed_documents"],
             "shards": shards,
         }
-    if resolved.skipped:  # met while walking directories (FIFOs, broken links), never opened
-        report["skipped_files"] = [*report["skipped_files"], *resolved.skipped]
+    if walk_skipped:  # met while walking directories (FIFOs, broken links), never opened
+        report["skipped_files"] = [*report["skipped_files"], *walk_skipped]
     report["seconds"] = round(seconds, 3)
     report["mb_per_second"] = round(report["bytes_in"] / 1e6 / seconds, 3) if seconds else None
     manifest["report"] = report
