@@ -224,8 +224,9 @@ def test_quickstart(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) 
         for i in range(ds.num_documents):
             doc = tok.decode(ds.document_tokens(i).tolist())
             assert (doc in holdout) == (split == "valid")
-    assert main([*args, "--max-mb", "0"]) == 1
-    assert "--max-mb must be positive" in error_line(capsys)
+    assert main([*args, "--max-mb", "0"]) == 2  # a usage error naming the flag
+    err = capsys.readouterr().err
+    assert "argument --max-mb: must be a finite number in (0, inf]" in err
 
 
 def test_installed_entry_point(tok_file: pathlib.Path) -> None:

@@ -175,7 +175,16 @@ pack(sys.argv[1], sys.argv[2], sys.argv[3], cfg,
 """
 
 
-def test_resume_after_kill_9(tmp_path, tok, corpus):
+def test_resume_after_kill_9(tmp_path, tok, docs):
+    # Every third document carries a contact address, so redaction has findings spread over
+    # the shards: the resumed manifest's report must count the kept shards' findings too.
+    secret_docs = [
+        {**d, "content": d["content"] + f"# maintainer: dev.team{i}@acme-widgets.com\n"}
+        if i % 3 == 0
+        else d
+        for i, d in enumerate(docs)
+    ]
+    corpus = write_jsonl_gz(tmp_path / "c.jsonl.gz", secret_docs)
     tok_path = tmp_path / "tok.json"
     tok.save(tok_path)
     cfg = PackConfig(
@@ -216,13 +225,18 @@ def test_resume_after_kill_9(tmp_path, tok, corpus):
     victim.write_bytes(bytes(data))
     m2 = pack(corpus, tok_path, out, cfg, progress=False)
     assert m2["status"] == "complete"
-    assert m2["splits"]["train"]["resumed_documents"] > 0
+    assert m2["report"]["this_run"]["resumed_documents"]["train"] > 0
     assert shard_bytes(out) == ref
     assert not list(out.glob("*.tmp"))
-    ref_splits = manifest(tmp_path / "ref")["splits"]
-    for split in ("train", "valid"):
-        got = dict(m2["splits"][split], resumed_documents=0)
-        assert got == ref_splits[split]
+    # The whole manifest equals the uninterrupted run's, except what describes this run.
+    want = manifest(tmp_path / "ref")
+    assert want["report"]["redacted_documents"] > 0
+    assert want["report"]["this_run"]["resumed_documents"] == {"train": 0, "valid": 0}
+    got = manifest(out)
+    assert got == m2
+    for m in (got, want):
+        del m["report"]["this_run"]
+    assert got == want
 
 
 def test_interrupted_pack_leaves_resumable_output(tmp_path, tok, corpus):

@@ -32,6 +32,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::clean::redact::Counts;
 use crate::error::{Context, Error, Result};
 
 pub const MAGIC: [u8; 8] = *b"CKSHARD\0";
@@ -158,6 +159,10 @@ pub struct ShardInfo {
     pub documents: u64,
     pub bytes: u64,
     pub sha256: String,
+    /// Redaction findings in this shard's documents (filled in by the packer's writer).
+    pub redactions: Counts,
+    /// Documents of this shard whose text redaction changed.
+    pub redacted_documents: u64,
 }
 
 /// The file name of shard `index` of `split`.
@@ -273,6 +278,8 @@ impl ShardWriter {
             documents: self.header.doc_count,
             bytes,
             sha256,
+            redactions: Counts::default(),
+            redacted_documents: 0,
         })
     }
 }

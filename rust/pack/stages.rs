@@ -243,6 +243,9 @@ pub(crate) fn decide(
 pub(crate) struct OpenShards {
     pub(crate) current: [Option<ShardWriter>; 2],
     pub(crate) next_index: [usize; 2],
+    /// Redaction findings and redacted documents of each split's open shard: recorded per
+    /// shard in the manifest, so a resumed pack's report adds up like an uninterrupted one's.
+    pub(crate) redactions: [(Counts, u64); 2],
 }
 
 pub(crate) fn write(
@@ -256,6 +259,7 @@ pub(crate) fn write(
     let mut open = OpenShards {
         current: [None, None],
         next_index: [cfg.resume[0].0, cfg.resume[1].0],
+        redactions: Default::default(),
     };
     let mut pending = BTreeMap::new();
     let mut next = 0u64;
@@ -278,7 +282,8 @@ pub(crate) fn write(
     if !failed && shared.error().is_none() {
         for s in 0..2 {
             if let Some(w) = open.current[s].take() {
-                if let Err(e) = finish_shard(w, &mut report, &mut on_shard) {
+                let red = std::mem::take(&mut open.redactions[s]);
+                if let Err(e) = finish_shard(w, red, &mut report, &mut on_shard) {
                     shared.fail(e);
                 }
             }
@@ -297,17 +302,21 @@ pub(crate) fn write_docs(
 ) -> Result<()> {
     for d in docs {
         let s = d.split as usize;
-        report.redactions.add(&d.redactions);
-        if d.redactions.total() > 0 {
-            report.redacted_documents += 1;
-        }
         let need = d.tokens;
         let full = open.current[s]
             .as_ref()
             .is_some_and(|w| w.doc_count() > 0 && w.token_count() + need > cfg.shard_tokens);
         if full {
             let w = open.current[s].take().expect("open shard");
-            finish_shard(w, report, on_shard)?;
+            let red = std::mem::take(&mut open.redactions[s]);
+            finish_shard(w, red, report, on_shard)?;
+        }
+        report.redactions.add(&d.redactions);
+        let shard_red = &mut open.redactions[s];
+        shard_red.0.add(&d.redactions);
+        if d.redactions.total() > 0 {
+            report.redacted_documents += 1;
+            shard_red.1 += 1;
         }
         if open.current[s].is_none() {
             let split = if s == 0 { Split::Train } else { Split::Valid };
@@ -330,10 +339,12 @@ pub(crate) fn write_docs(
 
 pub(crate) fn finish_shard(
     w: ShardWriter,
+    redactions: (Counts, u64),
     report: &mut WriterReport,
     on_shard: &mut OnShard,
 ) -> Result<()> {
-    let info = w.finish()?;
+    let mut info = w.finish()?;
+    (info.redactions, info.redacted_documents) = redactions;
     on_shard(&info);
     let s = if info.split == "valid" { 1 } else { 0 };
     report.shards[s].push(info);

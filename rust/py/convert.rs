@@ -63,6 +63,8 @@ pub(super) fn shard_info<'py>(py: Python<'py>, s: &ShardInfo) -> PyResult<Bound<
     d.set_item("documents", s.documents)?;
     d.set_item("bytes", s.bytes)?;
     d.set_item("sha256", &s.sha256)?;
+    d.set_item("redactions", redactions(py, &s.redactions)?)?;
+    d.set_item("redacted_documents", s.redacted_documents)?;
     Ok(d)
 }
 

@@ -106,12 +106,14 @@ def _pack(args: argparse.Namespace) -> int:
         print(json.dumps(m, indent=1))
         return 0
     r = m["report"]
+    run = r["this_run"]
     print(
         f"read {r['documents_in']:,} documents ({r['bytes_in'] / 1e6:,.1f} MB) from "
-        f"{r['files']:,} files in {r['seconds']:.1f}s ({r['mb_per_second']} MB/s)"
+        f"{r['files']:,} files in {run['seconds']:.1f}s ({run['mb_per_second']} MB/s)"
     )
     for split, s in m["splits"].items():
-        resumed = f", {s['resumed_documents']:,} resumed" if s["resumed_documents"] else ""
+        n = run["resumed_documents"].get(split, 0)
+        resumed = f", {n:,} resumed" if n else ""
         print(
             f"{split}: {s['documents']:,} documents, {s['tokens']:,} tokens, "
             f"{len(s['shards'])} shards{resumed}"

@@ -36,6 +36,18 @@ from codekiln.data.shards import ShardError, read_header, sha256_file
 __all__ = ["MANIFEST", "PackError", "load_manifest", "pack"]
 
 MANIFEST = "MANIFEST.json"
+SHARD_FIELDS = (
+    "file",
+    "index",
+    "documents",
+    "tokens",
+    "bytes",
+    "sha256",
+    "redactions",
+    "redacted_documents",
+)
+"""What the manifest records per shard (redaction counts too: a resumed pack's totals are
+the sums over its shards, kept and new, like an uninterrupted run's)."""
 TOKENIZER_FILE = "tokenizer.json"
 FORMAT = "codekiln-shards"
 FORMAT_VERSION = 1
@@ -84,7 +96,7 @@ def _verified_prefix(out_dir: str, old: dict[str, Any]) -> dict[str, list[dict[s
         good: list[dict[str, Any]] = []
         for i, sh in enumerate(shards):
             path = os.path.join(out_dir, sh["file"])
-            if sh["index"] != i or not os.path.isfile(path):
+            if sh["index"] != i or not os.path.isfile(path) or "redactions" not in sh:
                 break
             try:
                 read_header(path)
@@ -326,7 +338,7 @@ def _pack_locked(
     atomic_write_json(manifest_path, manifest)
 
     def on_shard(info: dict[str, Any]) -> None:
-        entry = {k: info[k] for k in ("file", "index", "documents", "tokens", "bytes", "sha256")}
+        entry = {k: info[k] for k in SHARD_FIELDS}
         manifest["splits"][info["split"]]["shards"].append(entry)
         atomic_write_json(manifest_path, manifest)
 
@@ -368,20 +380,31 @@ def _pack_locked(
         saved.result()
     seconds = time.perf_counter() - t0
 
+    resumed = {}
     for s in SPLITS:
         shards = manifest["splits"][s]["shards"]
         rep = report.pop(s)
+        resumed[s] = rep["resumed_documents"]
         manifest["splits"][s] = {
             "documents": rep["documents"],
             "source_bytes": rep["bytes"],
             "tokens": sum(sh["tokens"] for sh in shards),
-            "resumed_documents": rep["resumed_documents"],
             "shards": shards,
         }
+    # Redaction totals are sums over the shards (kept ones included) so that a resumed pack's
+    # manifest equals an uninterrupted one's; what describes this run only is in "this_run".
+    every = [sh for s in SPLITS for sh in manifest["splits"][s]["shards"]]
+    report["redactions"] = {
+        k: sum(sh["redactions"].get(k, 0) for sh in every) for k in report["redactions"]
+    }
+    report["redacted_documents"] = sum(sh["redacted_documents"] for sh in every)
     if walk_skipped:  # met while walking directories (FIFOs, broken links), never opened
         report["skipped_files"] = [*report["skipped_files"], *walk_skipped]
-    report["seconds"] = round(seconds, 3)
-    report["mb_per_second"] = round(report["bytes_in"] / 1e6 / seconds, 3) if seconds else None
+    report["this_run"] = {
+        "seconds": round(seconds, 3),
+        "mb_per_second": round(report["bytes_in"] / 1e6 / seconds, 3) if seconds else None,
+        "resumed_documents": resumed,
+    }
     manifest["report"] = report
     manifest["status"] = "complete"
     atomic_write_json(manifest_path, manifest)
