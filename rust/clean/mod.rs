@@ -7,3 +7,4 @@ pub mod filters;
 pub mod neardup;
 pub mod redact;
 mod redact_checks;
+pub mod spdx;

@@ -78,11 +78,16 @@ def check_document(
 
 
 def dedup_key(text: str) -> str:
-    """The exact-dedup key: SHA-256 (first 16 bytes, hex) of ``text`` with all whitespace
-    removed.
+    """The exact-dedup key: SHA-256 (first 16 bytes, hex) of ``text`` with its whitespace
+    removed except indentation: each non-blank line contributes a newline, its leading
+    spaces and tabs, and its other characters without whitespace. Spacing inside lines,
+    trailing spaces, CRLF and blank lines do not matter; indentation (a different Python
+    program) does.
 
-    >>> dedup_key("a = 1\\n") == dedup_key("a=1")
+    >>> dedup_key("a = 1\\n\\n") == dedup_key("a=1")
     True
+    >>> dedup_key("if a:\\n    b\\n") == dedup_key("if a:\\nb\\n")
+    False
     """
     return _core.dedup_key(text)
 
