@@ -676,3 +676,44 @@ def test_config_types_are_validated() -> None:
     with pytest.raises(TypeError, match=r"filters\.license_allow"):
         PackConfig(filters=f)
     assert FilterConfig(license_allow=["MIT"]).license_allow == ("MIT",)
+
+
+@pytest.mark.parametrize("syntax", ["off", "py3"])  # Rust readers / the Python reader
+def test_damaged_files_are_skipped_and_named_unless_strict(tmp_path, tok, docs, syntax) -> None:
+    """One policy: a truncated .gz keeps its documents before the damage and is named in the
+    report like an undecodable file; --strict makes it an error naming the file."""
+    src = tmp_path / "src"
+    src.mkdir()
+    write_jsonl_gz(src / "a-good.jsonl.gz", docs[:20])
+    write_jsonl_gz(src / "b-cut.jsonl.gz", docs[20:120])
+    cut = src / "b-cut.jsonl.gz"
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    cfg = raw_config()
+    cfg.filters.python_syntax = syntax
+    m = pack([src], tok, tmp_path / "out", cfg, progress=False)
+    skipped = dict(map(tuple, m["report"]["skipped_files"]))
+    assert list(skipped) == [str(cut)]
+    assert "the rest of the file skipped" in skipped[str(cut)]
+    texts = decode_all(tmp_path / "out", "train", tok)
+    got = int(skipped[str(cut)].split("after ")[1].split(" ")[0])
+    assert 0 < got < 100 and texts == [d["content"] for d in docs[: 20 + got]]
+    strict = raw_config(strict=True)
+    strict.filters.python_syntax = syntax
+    with pytest.raises(OSError, match=r"b-cut\.jsonl\.gz"):
+        pack([src], tok, tmp_path / "strict", strict, progress=False)
+
+
+def test_tokenizer_training_skips_damaged_files(tmp_path, docs) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    write_jsonl_gz(src / "a.jsonl.gz", docs[:40])
+    write_jsonl_gz(src / "b.jsonl.gz", docs[40:80])
+    data = (src / "b.jsonl.gz").read_bytes()
+    (src / "b.jsonl.gz").write_bytes(data[: len(data) // 3])
+    tok = Tokenizer.train(src, vocab_size=300, progress=False)
+    assert tok.vocab_size == 300
+    r = tok.train_report
+    assert r["skipped_files"] == 1
+    assert r["skipped"][0][0] == str(src / "b.jsonl.gz")
+    assert "the rest of the file skipped" in r["skipped"][0][1]

@@ -146,7 +146,7 @@ def test_bom_and_json_array_like_the_rust_reader(tmp_path: pathlib.Path) -> None
     array = tmp_path / "rows.json"
     array.write_text(json.dumps([{"content": "abcabc abcabc"}], indent=1))
     for read in (lambda: train(array), lambda: list(iter_documents([str(array)]))):
-        with pytest.raises(OSError, match=r"rows\.json: a JSON array, not JSON lines"):
+        with pytest.raises(ValueError, match=r"rows\.json: a JSON array, not JSON lines"):
             read()
 
 

@@ -80,25 +80,62 @@ def is_json_lines(path: str) -> bool:
     return path.lower().endswith(JSON_LINES_SUFFIXES)
 
 
+_DAMAGE = (OSError, EOFError, zlib_error)
+"""What reading a damaged file raises (unreadable, truncated or corrupt ``.gz``/``.zst``)."""
+
+
+def damage_reason(error: BaseException, path: str, documents_before: int) -> str:
+    """The report's reason for a file skipped (from its damage on) after ``error``; the same
+    wording as the Rust readers."""
+    text = str(error)
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror
+    text = text.removeprefix(f"{path}: ")
+    if documents_before == 0:
+        return f"cannot be read: {text}"
+    return f"read error after {documents_before} document(s), the rest of the file skipped: {text}"
+
+
+def _raise_damage(error: BaseException, path: str) -> None:
+    if isinstance(error, OSError) and (error.filename is not None or str(error).startswith(path)):
+        raise error
+    raise OSError(f"{path}: {error}") from error
+
+
 def iter_documents(
-    paths: Iterable[str], text_field: str = "content", report: ReadReport | None = None
+    paths: Iterable[str],
+    text_field: str = "content",
+    report: ReadReport | None = None,
+    *,
+    strict: bool = False,
 ) -> Iterator[str]:
     """Yield the documents of the files ``paths`` (already expanded), counting what is read
     and skipped; the Python twin of the Rust readers, with the same rules.
 
     ``files`` counts every file opened, including skipped ones; a text file that is not UTF-8
     is skipped (``skipped_files``); a JSON line that is not valid JSON/UTF-8 or lacks a string
-    ``text_field`` is skipped (``skipped_documents``); whitespace-only lines are ignored. I/O
-    errors (a missing file, a corrupt ``.gz``) raise :class:`OSError` naming the file.
+    ``text_field`` is skipped (``skipped_documents``); whitespace-only lines are ignored. A
+    file that cannot be read to its end (unreadable, a truncated or corrupt ``.gz``) keeps the
+    documents before the damage and is named in ``skipped`` with the reason; with ``strict``
+    it raises :class:`OSError` naming the file instead. A JSON array where JSON lines were
+    expected always raises :class:`ValueError`.
     """
     report = report if report is not None else ReadReport()
     for path in paths:
         report.files += 1
-        if is_json_lines(path):
-            yield from _json_lines_documents(path, text_field, report)
+        before = report.documents
+        try:
+            if is_json_lines(path):
+                yield from _json_lines_documents(path, text_field, report)
+                continue
+            with open(path, "rb") as f:
+                data = f.read()
+        except _DAMAGE as e:
+            if strict:
+                _raise_damage(e, path)
+            report.skipped_files += 1
+            report.skipped.append((path, damage_reason(e, path, report.documents - before)))
             continue
-        with open(path, "rb") as f:
-            data = f.read()
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -132,7 +169,7 @@ _ASCII_WHITESPACE = frozenset(b" \t\n\r\x0c")  # Rust's u8::is_ascii_whitespace
 def json_lines(path: str) -> Iterator[bytes]:
     """The non-blank lines of a JSON lines file (``.gz``/``.zst`` decompressed), with the Rust
     reader's rules: a leading UTF-8 byte order mark is dropped, and a file holding one JSON
-    array is an :class:`OSError` that says so (rather than one invalid record per line)."""
+    array is a :class:`ValueError` that says so (rather than one invalid record per line)."""
     with _open_binary(path) as f:
         first = True
         for line in f:
@@ -141,7 +178,7 @@ def json_lines(path: str) -> Iterator[bytes]:
             if _ASCII_WHITESPACE.issuperset(line):
                 continue
             if first and line.lstrip().startswith(b"["):
-                raise OSError(
+                raise ValueError(
                     f"{path}: a JSON array, not JSON lines (one object per line); "
                     "convert it with `jq -c '.[]' FILE > FILE.jsonl`"
                 )
@@ -160,10 +197,6 @@ def _json_lines_documents(path: str, text_field: str, report: ReadReport) -> Ite
             report.documents += 1
             report.bytes += len(text.encode("utf-8"))
             yield text
-    except (OSError, EOFError, zlib_error) as e:
-        if isinstance(e, OSError) and (e.filename is not None or str(e).startswith(path)):
-            raise
-        raise OSError(f"{path}: {e}") from e
     finally:
         report.skipped_documents += skipped
         if skipped:
@@ -224,20 +257,39 @@ def parquet_records(path: str, text_field: str) -> Iterator[Record | None]:
             yield row_record(row, text_field)
 
 
-def iter_file_records(path: str, name: str, text_field: str = "content") -> Iterator[Record | None]:
+def iter_file_records(
+    path: str,
+    name: str,
+    text_field: str = "content",
+    *,
+    strict: bool = False,
+    skipped: list[tuple[str, str]] | None = None,
+) -> Iterator[Record | None]:
     """The records of one file through Python (same rules as the Rust reader), for steps that
-    run in Python (the ``ast.parse`` filter). ``None`` marks an undecodable line or file."""
-    if is_json_lines(path):
-        for raw in json_lines(path):
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except ValueError:  # UnicodeDecodeError is a ValueError
-                yield None
-                continue
-            yield row_record(row, text_field) if isinstance(row, dict) else None
+    run in Python (the ``ast.parse`` filter). ``None`` marks an undecodable line or file. A
+    file that cannot be read to its end is appended to ``skipped`` as ``(path, reason)`` after
+    the records before the damage (or, with ``strict``, raises :class:`OSError`)."""
+    done = 0
+    try:
+        if is_json_lines(path):
+            for raw in json_lines(path):
+                try:
+                    row = json.loads(raw.decode("utf-8"))
+                except ValueError:  # UnicodeDecodeError is a ValueError
+                    yield None
+                    continue
+                rec = row_record(row, text_field) if isinstance(row, dict) else None
+                done += rec is not None
+                yield rec
+            return
+        with open(path, "rb") as f:
+            data = f.read()
+    except _DAMAGE as e:
+        if strict:
+            _raise_damage(e, path)
+        if skipped is not None:
+            skipped.append((path, damage_reason(e, path, done)))
         return
-    with open(path, "rb") as f:
-        data = f.read()
     try:
         yield (data.decode("utf-8"), None, name, None)
     except UnicodeDecodeError:

@@ -152,6 +152,7 @@ impl PieceCounter {
         let opts = Options {
             text_field: text_field.to_string(),
             with_meta: false,
+            ..Options::default()
         };
         let report = scan::read_batches(
             &pool,

@@ -2,14 +2,18 @@
 //! line of JSON lines (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`; CodeParrot / The Stack schema).
 //!
 //! Reading is streaming (a `BufRead` over the decompressor) so memory does not grow with the
-//! file. Undecodable input is skipped and counted, never fatal; only I/O errors (a missing or
-//! unreadable file) and a JSON array where JSON lines were expected are errors, with the
-//! path attached. Reading many files (threads, progress, cancel) is `scan.rs`'s job.
+//! file. One policy for damaged input: undecodable lines and files are skipped and counted,
+//! and so (unless `strict`) is a file that cannot be read to its end (unreadable, a truncated
+//! or corrupt `.gz`/`.zst`): the documents before the damage are kept, the rest of the file is
+//! skipped and the file is named in the report with the reason. With `strict` such a file is
+//! an error naming it. A JSON array where JSON lines were expected is always an error (a
+//! wrong format for the whole input, not damage). Reading many files (threads, progress,
+//! cancel) is `scan.rs`'s job.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Kind, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -65,7 +69,8 @@ pub struct ReadStats {
     pub bytes: u64,
     /// Lines/records skipped: invalid JSON, missing or non-string text field.
     pub skipped_documents: u64,
-    /// Set when the whole file was skipped (e.g. a text file that is not UTF-8).
+    /// Set when the file, or the rest of it, was skipped: a text file that is not UTF-8, or
+    /// (not strict) a read or decompression error.
     pub skipped_file: Option<String>,
 }
 
@@ -79,7 +84,7 @@ pub fn read_file(
     sink: impl FnMut(Record) -> bool,
 ) -> Result<ReadStats> {
     let done = AtomicU64::new(0);
-    read_file_counted(path, text_field, with_meta, &done, sink)
+    read_file_counted(path, text_field, with_meta, true, &done, sink)
 }
 
 /// A reader that adds the number of bytes it reads to a shared counter (for progress bars).
@@ -96,19 +101,47 @@ impl<R: Read> Read for Counted<'_, R> {
     }
 }
 
-/// [`read_file`], adding the bytes read from disk (compressed size) to `done` as it goes.
+/// [`read_file`], adding the bytes read from disk (compressed size) to `done` as it goes;
+/// `strict: false` turns read and decompression errors into a skipped (rest of the) file.
 pub fn read_file_counted(
     path: &Path,
     text_field: &str,
     with_meta: bool,
+    strict: bool,
     done: &AtomicU64,
-    mut sink: impl FnMut(Record) -> bool,
+    sink: impl FnMut(Record) -> bool,
 ) -> Result<ReadStats> {
+    let mut stats = ReadStats::default();
+    match read_into(path, text_field, with_meta, done, &mut stats, sink) {
+        Ok(()) => Ok(stats),
+        Err(e) if !strict && matches!(e.kind(), Kind::Io(_)) => {
+            let why = e.message();
+            stats.skipped_file = Some(if stats.documents == 0 && stats.skipped_documents == 0 {
+                format!("cannot be read: {why}")
+            } else {
+                format!(
+                    "read error after {} document(s), the rest of the file skipped: {why}",
+                    stats.documents
+                )
+            });
+            Ok(stats)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn read_into(
+    path: &Path,
+    text_field: &str,
+    with_meta: bool,
+    done: &AtomicU64,
+    stats: &mut ReadStats,
+    mut sink: impl FnMut(Record) -> bool,
+) -> Result<()> {
     let file = Counted {
         inner: File::open(path).at(path)?,
         done,
     };
-    let mut stats = ReadStats::default();
     match FileKind::of(path) {
         FileKind::Text => {
             let mut buf = Vec::new();
@@ -172,7 +205,7 @@ pub fn read_file_counted(
             }
         }
     }
-    Ok(stats)
+    Ok(())
 }
 
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
@@ -182,7 +215,7 @@ const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 fn check_not_json_array(path: &Path, first_line: &[u8]) -> Result<()> {
     let start = first_line.iter().find(|b| !b.is_ascii_whitespace());
     if start == Some(&b'[') {
-        return Err(Error::invalid_data(
+        return Err(Error::invalid(
             "a JSON array, not JSON lines (one object per line); convert it with \
              `jq -c '.[]' FILE > FILE.jsonl`",
         )
@@ -245,9 +278,8 @@ mod tests {
         )
         .unwrap();
         let err = read_file(&a, "content", false, |_| true).unwrap_err();
-        assert!(
-            matches!(err.kind(), crate::error::Kind::Io(e) if e.kind() == io::ErrorKind::InvalidData)
-        );
+        // A wrong format (ValueError in Python), not damage to skip.
+        assert!(matches!(err.kind(), crate::error::Kind::Invalid(_)));
         assert!(
             err.to_string().contains("array.json: a JSON array"),
             "{err}"
@@ -300,6 +332,43 @@ mod tests {
             assert_eq!(docs[1].text, "x = 2");
             assert_eq!(st.bytes, 9 + 5);
         }
+    }
+
+    #[test]
+    fn damaged_files_are_skipped_unless_strict() {
+        let d = tmpdir("damaged");
+        let body: String = (0..2000)
+            .map(|i| format!("{{\"content\": \"x_{i} = {i} * 7919 % 104729\\n\"}}\n"))
+            .collect();
+        let gz = d.join("t.jsonl.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+        enc.write_all(body.as_bytes()).unwrap();
+        let full = enc.finish().unwrap();
+        std::fs::write(&gz, &full[..full.len() * 2 / 3]).unwrap(); // truncated
+        let done = AtomicU64::new(0);
+        let mut n = 0u64;
+        let st = read_file_counted(&gz, "content", false, false, &done, |_| {
+            n += 1;
+            true
+        })
+        .unwrap();
+        assert!(st.documents > 0 && st.documents < 2000 && st.documents == n);
+        let why = st.skipped_file.expect("named as skipped");
+        assert!(why.contains("rest of the file skipped"), "{why}");
+        let err = read_file_counted(&gz, "content", false, true, &done, |_| true).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&gz.display().to_string()),
+            "{err}"
+        );
+        // A missing (or unreadable) file: skipped whole unless strict.
+        let gone = d.join("gone.py");
+        let st = read_file_counted(&gone, "content", false, false, &done, |_| true).unwrap();
+        assert!(st.skipped_file.unwrap().starts_with("cannot be read"));
+        assert!(read_file_counted(&gone, "content", false, true, &done, |_| true).is_err());
+        // A JSON array is a wrong format, not damage: an error either way.
+        let arr = d.join("a.json");
+        std::fs::write(&arr, "[{\"content\": \"x\"}]\n").unwrap();
+        assert!(read_file_counted(&arr, "content", false, false, &done, |_| true).is_err());
     }
 
     #[test]

@@ -47,12 +47,15 @@ impl Input {
 }
 
 /// How records are read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// The JSON field holding the text.
     pub text_field: String,
     /// Also extract `repo_name`, `path`, `license` (and name plain-text documents).
     pub with_meta: bool,
+    /// Fail on a file that cannot be read to its end (unreadable, truncated or corrupt
+    /// compression) instead of skipping the rest of it and naming it in the report.
+    pub strict: bool,
 }
 
 /// Reading progress that other threads can poll, and the flag that cancels reading. Readers
@@ -198,6 +201,7 @@ impl<'a> Shared<'a> {
                     path,
                     &opts.text_field,
                     opts.with_meta,
+                    opts.strict,
                     &progress.disk_bytes,
                     |mut rec| {
                         if is_text && rec.path.is_none() {
@@ -414,6 +418,7 @@ mod tests {
         Options {
             text_field: "content".into(),
             with_meta: true,
+            strict: true,
         }
     }
 

@@ -36,6 +36,9 @@ pub struct PackConfig {
     pub resume: [(usize, u64); 2],
     pub batch_bytes: usize,
     pub max_in_flight: usize,
+    /// Fail on an input file that cannot be read to its end instead of skipping (the rest
+    /// of) it and naming it in the report.
+    pub strict: bool,
 }
 
 impl PackConfig {
@@ -58,6 +61,7 @@ impl PackConfig {
             resume: [(0, 0); 2],
             batch_bytes: 1 << 20,
             max_in_flight: 0,
+            strict: false,
         }
     }
 }

@@ -200,6 +200,7 @@ impl Packer {
         let opts = Options {
             text_field: self.config.text_field.clone(),
             with_meta: true,
+            strict: self.config.strict,
         };
         let (pool, progress, shared) = (
             self.pool.clone(),

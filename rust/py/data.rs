@@ -51,7 +51,7 @@ impl Packer {
     #[pyo3(signature = (
         out_dir, encoder, eot_id, fingerprint, *, num_threads, shard_tokens, filters,
         exact_dedup, near_threshold, near_num_perm, near_ngram, redact, valid_fraction,
-        text_field, resume, on_shard, batch_bytes
+        text_field, resume, on_shard, batch_bytes, strict = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -72,6 +72,7 @@ impl Packer {
         resume: Option<[(usize, u64); 2]>,
         on_shard: Option<Py<PyAny>>,
         batch_bytes: usize,
+        strict: bool,
     ) -> PyResult<Self> {
         let encoder = encoder.inner.clone();
         let fingerprint: [u8; 32] = fingerprint
@@ -97,6 +98,7 @@ impl Packer {
         cfg.fingerprint = fingerprint;
         cfg.resume = resume.unwrap_or_default();
         cfg.batch_bytes = batch_bytes.max(1);
+        cfg.strict = strict;
         let tokenize: Tokenize =
             Arc::new(move |t: &str, out: &mut Vec<u32>| encoder.encode_ordinary_into(t, out));
         let on_shard: OnShard = Box::new(move |info: &ShardInfo| {

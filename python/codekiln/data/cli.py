@@ -61,6 +61,12 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         help="drop documents that ast.parse rejects (slower: runs in Python)",
     )
     p.add_argument("--text-field", default="content", metavar="NAME")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop on an input file that cannot be read to its end (unreadable, truncated or "
+        "corrupt .gz/.zst); by default the rest of it is skipped and it is named in the report",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a different pack in --out")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -92,6 +98,7 @@ def _pack(args: argparse.Namespace) -> int:
         shard_tokens=args.shard_tokens,
         num_threads=args.threads,
         text_field=args.text_field,
+        strict=args.strict,
         **include_exclude(args),
     )
     m = pack(
@@ -124,6 +131,10 @@ def _pack(args: argparse.Namespace) -> int:
     print("redacted: " + (", ".join(f"{k} {v:,}" for k, v in found.items()) or "none"))
     if r["invalid_records"] or r["skipped_files"]:
         print(f"skipped: {r['invalid_records']:,} invalid records, {len(r['skipped_files'])} files")
+        for path, why in r["skipped_files"][:10]:
+            print(f"  {path}: {why}")
+        if len(r["skipped_files"]) > 10:
+            print(f"  ... and {len(r['skipped_files']) - 10} more (MANIFEST.json report)")
     print(f"wrote {args.out}/MANIFEST.json")
     return 0
 

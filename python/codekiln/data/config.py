@@ -142,6 +142,11 @@ class PackConfig:
     """Glob patterns of files (and directories, which are then not walked) left out."""
     batch_bytes: int = 1 << 20
     """Bytes of text per pipeline batch (affects memory and scheduling, never the output)."""
+    strict: bool = False
+    """A file that cannot be read to its end (unreadable, a truncated or corrupt ``.gz`` /
+    ``.zst``) stops the pack with an error naming it. By default such a file keeps the
+    documents before the damage, the rest is skipped, and the manifest's
+    ``report.skipped_files`` names it with the reason (as undecodable files and lines are)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.filters, FilterConfig):
@@ -151,6 +156,8 @@ class PackConfig:
         self.exclude = _str_tuple("exclude", self.exclude)
         for name in ("shard_tokens", "near_num_perm", "near_ngram", "batch_bytes"):
             _check_number(name, getattr(self, name), integer=True, optional=False)
+        if not isinstance(self.strict, bool):
+            raise TypeError(f"strict must be a bool, not {self.strict!r}")
         if not isinstance(self.text_field, str) or not self.text_field:
             raise TypeError(f"text_field must be a non-empty string, not {self.text_field!r}")
         if self.dedup not in ("exact", "near", "none"):
@@ -171,7 +178,7 @@ class PackConfig:
     def output_settings(self) -> dict[str, Any]:
         """The settings that determine the shard bytes (not threads or batch size)."""
         d = dataclasses.asdict(self)
-        for k in ("num_threads", "batch_bytes"):
+        for k in ("num_threads", "batch_bytes", "strict"):
             d.pop(k)
         d["include"] = list(self.include)
         d["exclude"] = list(self.exclude)

@@ -208,11 +208,16 @@ def _clear_outputs(out_dir: str, owned: set[str], keep: set[str]) -> None:
 
 
 def _records_through_python(
-    sources: list[FileInput | RecordInput], text_field: str
+    sources: list[FileInput | RecordInput],
+    text_field: str,
+    strict: bool,
+    skipped: list[tuple[str, str]],
 ) -> Iterator[Record | None]:
     for src in sources:
         if isinstance(src, FileInput):
-            yield from iter_file_records(src.path, src.name, text_field)
+            yield from iter_file_records(
+                src.path, src.name, text_field, strict=strict, skipped=skipped
+            )
         else:
             yield from src.records()
 
@@ -361,6 +366,7 @@ def _pack_locked(
         resume=[(len(kept[s]), sum(sh["documents"] for sh in kept[s])) for s in SPLITS],
         on_shard=on_shard,
         batch_bytes=cfg.batch_bytes,
+        strict=cfg.strict,
     )
     bar, callback = _progress(progress, sources)
     t0 = time.perf_counter()
@@ -369,7 +375,7 @@ def _pack_locked(
     with concurrent.futures.ThreadPoolExecutor(1, "codekiln-save-tokenizer") as saver:
         saved = saver.submit(tok.save, os.path.join(out, TOKENIZER_FILE))
         try:
-            _feed(packer, sources, cfg, callback)
+            python_skipped = _feed(packer, sources, cfg, callback)
             report = packer.finish()
         except BaseException:
             packer.abort()
@@ -398,8 +404,11 @@ def _pack_locked(
         k: sum(sh["redactions"].get(k, 0) for sh in every) for k in report["redactions"]
     }
     report["redacted_documents"] = sum(sh["redacted_documents"] for sh in every)
-    if walk_skipped:  # met while walking directories (FIFOs, broken links), never opened
-        report["skipped_files"] = [*report["skipped_files"], *walk_skipped]
+    # Files skipped by the Rust readers, by the Python reader (the ast.parse path) and while
+    # walking directories (FIFOs, broken links, never opened): one list, one policy.
+    extra = [*python_skipped, *walk_skipped]
+    if extra:
+        report["skipped_files"] = [*report["skipped_files"], *extra]
     report["this_run"] = {
         "seconds": round(seconds, 3),
         "mb_per_second": round(report["bytes_in"] / 1e6 / seconds, 3) if seconds else None,
@@ -438,7 +447,9 @@ def _feed(
     sources: list[FileInput | RecordInput],
     cfg: PackConfig,
     callback: Callable[[int, int], None] | None,
-) -> None:
+) -> list[tuple[str, str]]:
+    """Feed every source to the packer; returns the files the Python reader skipped."""
+    skipped: list[tuple[str, str]] = []
     syntax = cfg.filters.python_syntax
     if syntax == "off":
         pending_files: list[tuple[str, str]] = []
@@ -455,11 +466,12 @@ def _feed(
     else:
         _feed_records(
             packer,
-            _records_through_python(sources, cfg.text_field),
+            _records_through_python(sources, cfg.text_field, cfg.strict, skipped),
             cfg.filters,
             cfg.batch_bytes,
             callback,
         )
+    return skipped
 
 
 def _feed_records(
