@@ -55,6 +55,15 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     )
     p.add_argument("--text-field", default="content", metavar="F", help="JSONL text field")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_memory_args(p)
+    p.add_argument(
+        "--min-piece-count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="drop pieces seen fewer than N times before merging (less memory; default 1: "
+        "keep all, the exact result)",
+    )
     p.set_defaults(func=_tokenizer_train)
 
     p = cmds.add_parser("encode", help="encode text (or a file) and print the tokens")
@@ -105,6 +114,22 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     p.set_defaults(func=_tokenizer_export)
 
 
+def add_memory_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-memory",
+        default=None,
+        metavar="SIZE",
+        help="bound the tables of distinct pieces (e.g. 4GB, 512MiB): past it, sorted partial "
+        "counts spill to disk and are merged (same result; see docs/scale.md)",
+    )
+    p.add_argument(
+        "--spill-dir",
+        default=None,
+        metavar="DIR",
+        help="existing directory for the spilled runs (default: the system temp dir)",
+    )
+
+
 def _tokenizer_train(args: argparse.Namespace) -> int:
     specials = [ENDOFTEXT] if args.special is None else args.special
     tok = Tokenizer.train(
@@ -117,6 +142,9 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
         num_threads=args.threads,
         progress=not args.no_progress,
         text_field=args.text_field,
+        max_memory=args.max_memory,
+        spill_dir=args.spill_dir,
+        min_piece_count=args.min_piece_count,
         **include_exclude(args),
     )
     out = pathlib.Path(args.out)
