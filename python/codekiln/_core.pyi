@@ -138,6 +138,9 @@ def inspect_count_file(path: str | os.PathLike[str]) -> dict[str, object]:
     """Read a count file to its end, verifying it: ``{"pattern", "newline", "documents",
     "bytes", "pieces", "distinct_pieces"}``."""
 
+def count_file_settings(path: str | os.PathLike[str]) -> tuple[str, bool]:
+    """The (pattern, newline) settings in a count file's header (the entries are not read)."""
+
 def train_count_files(
     paths: Sequence[str | os.PathLike[str]],
     num_merges: int,

@@ -12,7 +12,10 @@ use super::{convert, run, threads, Callback};
 use crate::bpe::countfile::{self, Settings, Stats};
 use crate::bpe::counts::PieceCounter;
 use crate::bpe::pretokenize::{Pattern, PATTERN_NAMES};
-use crate::bpe::train::{train_count_files as rs_train_count_files, train_counter, SortedReport};
+use crate::bpe::train::{
+    count_file_settings as rs_count_file_settings, train_count_files as rs_train_count_files,
+    train_counter, SortedReport,
+};
 
 fn parse_pattern(name: &str) -> PyResult<Pattern> {
     Pattern::from_name(name).ok_or_else(|| {
@@ -214,6 +217,13 @@ fn inspect_count_file<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py
     stats_dict(py, Some(settings), &stats)
 }
 
+/// The settings in a count file's header: (pattern, newline).
+#[pyfunction]
+fn count_file_settings(py: Python<'_>, path: PathBuf) -> PyResult<(&'static str, bool)> {
+    let s = run(py, || rs_count_file_settings(&path))?;
+    Ok((s.pattern.name(), s.newline))
+}
+
 /// Learn merges from count files: (stats with settings, merges, distinct, kept).
 #[pyfunction]
 #[pyo3(signature = (paths, num_merges, min_frequency, min_count, num_threads, progress = None))]
@@ -243,6 +253,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Counter>()?;
     m.add_function(wrap_pyfunction!(merge_count_files, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_count_file, m)?)?;
+    m.add_function(wrap_pyfunction!(count_file_settings, m)?)?;
     m.add_function(wrap_pyfunction!(train_count_files, m)?)?;
     Ok(())
 }

@@ -71,9 +71,9 @@ def count_and_merge(
         read = count_corpus(counter, corpus, num_threads, progress)
         documents, total_bytes = int(counter.documents), int(counter.total_bytes)
         pieces, runs = int(counter.total_pieces), int(counter.runs)
-        with _bar(progress, desc="merging", total=num_merges, unit="merge") as bar:
+        with progress_bar(progress, desc="merging", total=num_merges, unit="merge") as bar:
             merges, distinct, kept = counter.train(
-                num_merges, min_frequency, min_piece_count, num_threads, _merge_callback(bar)
+                num_merges, min_frequency, min_piece_count, num_threads, merge_callback(bar)
             )
     report = {
         "files": read.files,
@@ -197,7 +197,7 @@ def _count_and_merge_in_memory(
     return merges, report
 
 
-def _bar(progress: bool, **kwargs: Any) -> Any:
+def progress_bar(progress: bool, **kwargs: Any) -> Any:
     from tqdm import tqdm
 
     return tqdm(disable=not progress, leave=False, dynamic_ncols=True, **kwargs)
@@ -219,7 +219,9 @@ def _count_files(
     threads: int,
     progress: bool,
 ) -> None:
-    with _bar(progress, desc="reading", unit="B", unit_scale=True, unit_divisor=1024) as bar:
+    with progress_bar(
+        progress, desc="reading", unit="B", unit_scale=True, unit_divisor=1024
+    ) as bar:
 
         def report(done: int, total: int, *tables: int) -> None:
             # MB read and MB/s are the bar itself; a Counter adds its tables:
@@ -248,7 +250,9 @@ def _count_texts(
     trainer: Any, src: RecordInput, read: ReadReport, threads: int, progress: bool
 ) -> None:
     base = trainer.total_bytes
-    with _bar(progress, desc="counting", unit="B", unit_scale=True, unit_divisor=1024) as bar:
+    with progress_bar(
+        progress, desc="counting", unit="B", unit_scale=True, unit_divisor=1024
+    ) as bar:
         for batch in batched_texts(src.texts(read), TEXT_BATCH_CHARS):
             trainer.add_texts(batch, threads)
             bar.update(trainer.total_bytes - base - bar.n)
@@ -257,11 +261,11 @@ def _count_texts(
 def _learn(
     trainer: _core.Trainer, num_merges: int, min_frequency: int, threads: int, progress: bool
 ) -> list[tuple[int, int]]:
-    with _bar(progress, desc="merging", total=num_merges, unit="merge") as bar:
-        merges = trainer.train(num_merges, min_frequency, threads, _merge_callback(bar))
+    with progress_bar(progress, desc="merging", total=num_merges, unit="merge") as bar:
+        merges = trainer.train(num_merges, min_frequency, threads, merge_callback(bar))
         bar.update(len(merges) - bar.n)
     return [(int(a), int(b)) for a, b in merges]
 
 
-def _merge_callback(bar: Any) -> Callable[[int], None]:
+def merge_callback(bar: Any) -> Callable[[int], None]:
     return lambda done: bar.update(done - bar.n)
