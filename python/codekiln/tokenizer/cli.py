@@ -77,6 +77,29 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
         help="drop pieces seen fewer than N times before merging (less memory; default 1: "
         "keep all, the exact result)",
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="count on Ray, one task per input file (pip install 'codekiln[ray]'); ADDRESS: "
+        "'auto' for this machine's cluster, ray://HOST:10001, or none for a local Ray. "
+        "Inputs and --counts-dir must be on a filesystem every node sees",
+    )
+    p.add_argument(
+        "--counts-dir",
+        default=None,
+        metavar="DIR",
+        help="with --ray: keep the per-file count files here (default: a temp dir, removed)",
+    )
+    p.add_argument(
+        "--ray-task-threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --ray: threads (Ray CPUs) per counting task (default 1)",
+    )
     p.set_defaults(func=_tokenizer_train)
 
     p = cmds.add_parser("count", help="count the pieces of some input into a count file")
@@ -207,13 +230,29 @@ def _tokenizer_merge_counts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_trained(tok: Tokenizer, args: argparse.Namespace) -> int:
+    """Save a tokenizer trained from counts (--from-counts, --ray) and say so."""
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(out)
+    r = tok.train_report or {}
+    print(
+        f"trained {tok!r} from counts ({r['documents']:,} documents, {r['bytes']:,} bytes, "
+        f"{r['unique_pieces']:,} distinct pieces); merge phase {r['seconds']:.1f} s"
+    )
+    print(f"saved {out}")
+    return 0
+
+
 def _tokenizer_train(args: argparse.Namespace) -> int:
     specials = [ENDOFTEXT] if args.special is None else args.special
     if args.from_counts:
         from codekiln.tokenizer.counts import inspect_settings, train_from_counts
 
-        if args.max_memory or args.spill_dir:
-            raise ValueError("--max-memory/--spill-dir apply to counting, not to --from-counts")
+        if args.max_memory or args.spill_dir or args.ray is not None:
+            raise ValueError(
+                "--max-memory/--spill-dir/--ray apply to counting, not to --from-counts"
+            )
         stats = inspect_settings(args.from_counts[0])
         for flag, want, have in [
             ("--pattern", args.pattern, stats[0]),
@@ -233,16 +272,32 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
             num_threads=args.threads,
             progress=not args.no_progress,
         )
-        out = pathlib.Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tok.save(out)
-        r = tok.train_report or {}
-        print(
-            f"trained {tok!r} from {len(args.from_counts)} count files ({r['documents']:,} "
-            f"documents, {r['bytes']:,} bytes) in {r['seconds']:.1f} s"
+        return _save_trained(tok, args)
+    if args.ray is not None:
+        from codekiln.distributed import train_on_ray
+
+        if args.spill_dir:
+            raise ValueError("--spill-dir does not apply with --ray (tasks spill locally)")
+        tok = train_on_ray(
+            [pathlib.Path(p) for p in args.input],
+            vocab_size=args.vocab_size,
+            pattern=args.pattern or "code",
+            newline=None if args.newline == "none" else "<N>",
+            special_tokens=specials,
+            min_frequency=args.min_frequency,
+            min_piece_count=args.min_piece_count,
+            text_field=args.text_field,
+            threads_per_task=args.ray_task_threads,
+            max_memory=args.max_memory,
+            counts_dir=args.counts_dir,
+            num_threads=args.threads,
+            address=args.ray or None,
+            progress=not args.no_progress,
+            **include_exclude(args),
         )
-        print(f"saved {out}")
-        return 0
+        return _save_trained(tok, args)
+    if args.counts_dir is not None:
+        raise ValueError("--counts-dir is used with --ray only (see 'tokenizer count')")
     tok = Tokenizer.train(
         [pathlib.Path(p) for p in args.input],
         vocab_size=args.vocab_size,
