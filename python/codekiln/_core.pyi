@@ -78,6 +78,80 @@ class Trainer:
         ``progress(merges_done)`` is called now and then. Training frees the piece counts as it
         goes (lower peak memory): a second ``train`` or ``add_*`` call raises ``ValueError``."""
 
+class Counter:
+    """Piece counts for bounded-memory training and count files (``rust/bpe/counts.rs``).
+
+    With ``max_memory`` (bytes) and ``spill_dir`` (an existing directory) the tables of
+    distinct pieces spill sorted runs under ``spill_dir`` instead of growing past the budget;
+    the runs are removed when the counter is dropped. Counts are sums: the result never
+    depends on the budget or the thread count."""
+
+    def __init__(
+        self,
+        pattern: str,
+        newline: bool,
+        text_field: str = "content",
+        max_memory: int | None = None,
+        spill_dir: str | os.PathLike[str] | None = None,
+    ) -> None: ...
+    def add_texts(self, texts: Sequence[str], num_threads: int) -> None:
+        """Count the pieces of every text (GIL released)."""
+    def add_files(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        num_threads: int,
+        progress: Callable[[int, int, int, int, int], None] | None = None,
+    ) -> dict[str, object]:
+        """As ``Trainer.add_files``; ``progress(done_bytes, total_bytes, table_entries,
+        table_bytes, runs)``."""
+    @property
+    def documents(self) -> int: ...
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def total_pieces(self) -> int: ...
+    @property
+    def runs(self) -> int:
+        """Sorted runs spilled so far."""
+    @property
+    def table_bytes(self) -> int:
+        """Estimated bytes of the in-memory tables."""
+    def write(self, path: str | os.PathLike[str]) -> dict[str, object]:
+        """Write a count file (the counter is used up); its settings and stats."""
+    def train(
+        self,
+        num_merges: int,
+        min_frequency: int,
+        min_count: int,
+        num_threads: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[list[tuple[int, int]], int, int]:
+        """Learn merges from the counts (used up), keeping pieces seen ``min_count``+ times:
+        (merges, distinct pieces, multi-byte pieces kept)."""
+
+def merge_count_files(
+    inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]
+) -> dict[str, object]:
+    """Merge count files (same settings) into ``out``: settings and summed stats."""
+
+def inspect_count_file(path: str | os.PathLike[str]) -> dict[str, object]:
+    """Read a count file to its end, verifying it: ``{"pattern", "newline", "documents",
+    "bytes", "pieces", "distinct_pieces"}``."""
+
+def count_file_settings(path: str | os.PathLike[str]) -> tuple[str, bool]:
+    """The (pattern, newline) settings in a count file's header (the entries are not read)."""
+
+def train_count_files(
+    paths: Sequence[str | os.PathLike[str]],
+    num_merges: int,
+    min_frequency: int,
+    min_count: int,
+    num_threads: int,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, object], list[tuple[int, int]], int, int]:
+    """Learn merges from count files merged as they are read: (settings and stats, merges,
+    distinct pieces, multi-byte pieces kept)."""
+
 class Encoder:
     """An immutable BPE encoder/decoder; safe to share between threads."""
 

@@ -1,7 +1,9 @@
 //! BPE trainer, in numbered stages:
 //!
 //! 1. count pieces: pre-tokenize every document and count unique pieces, in parallel
-//!    (`counts.rs`: [`Trainer::add_texts`], [`Trainer::add_files`]);
+//!    (`counts.rs`: [`Trainer::add_texts`], [`Trainer::add_files`]); or, in bounded memory
+//!    or from count files, a sorted stream of counts merged from disk ([`train_counter`],
+//!    [`train_count_files`]);
 //! 2. words: every unique piece of two or more bytes becomes a word of byte ids in one flat
 //!    array (pieces of one byte can never merge);
 //! 3. count pairs: adjacent id pairs weighted by word count (overlapping occurrences count,
@@ -17,12 +19,13 @@
 //! depend on the thread count or on hash-map iteration order.
 
 use std::collections::BinaryHeap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
 use smallvec::SmallVec;
 
+use crate::bpe::countfile::{self, Settings, Sink, Stats};
 use crate::bpe::counts::{PieceCounter, PieceCounts};
 use crate::bpe::pretokenize::Pattern;
 use crate::bpe::vocab::{byte_order, pair_key, FxMap};
@@ -82,7 +85,9 @@ impl Trainer {
 
     /// Stage 1 for in-memory texts.
     pub fn add_texts(&mut self, texts: &[&str], num_threads: usize) {
-        self.counter.add_texts(texts, num_threads)
+        self.counter
+            .add_texts(texts, num_threads)
+            .expect("counting in memory cannot fail")
     }
 
     /// Stage 1 for files, on `num_threads` threads (reading included). `progress(done,
@@ -94,7 +99,9 @@ impl Trainer {
         progress: &mut dyn FnMut(u64, u64) -> bool,
     ) -> Result<FilesReport> {
         self.counter
-            .add_files(paths, &self.text_field, num_threads, progress)
+            .add_files(paths, &self.text_field, num_threads, &mut |p| {
+                progress(p.done, p.total)
+            })
     }
 
     /// Stages 2-4: learn up to `num_merges` merges (fewer when no pair count reaches
@@ -128,6 +135,89 @@ impl Trainer {
     }
 }
 
+/// What a training from sorted counts saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SortedReport {
+    /// Distinct pieces in the counts, and those kept (counted `min_count`+ times).
+    pub distinct: u64,
+    pub kept: u64,
+}
+
+/// Stages 2-4 from a counter (in memory or spilled): pieces counted fewer than `min_count`
+/// times are dropped (`min_count = 1` keeps all and gives exactly the in-memory result; see
+/// `docs/scale.md` for the effect of pruning). The counter is empty afterwards.
+pub fn train_counter(
+    counter: &mut PieceCounter,
+    num_merges: usize,
+    min_frequency: u64,
+    min_count: u64,
+    num_threads: usize,
+    progress: &mut dyn FnMut(u64) -> bool,
+) -> Result<(Vec<(u32, u32)>, SortedReport)> {
+    let mut report = SortedReport::default();
+    let words = if counter.spilled() {
+        let runs = counter.into_runs()?;
+        let (words, merged) = words_from_files(&runs, min_count)?;
+        report.distinct = merged.entries;
+        words
+    } else {
+        let counts = counter.take_counts();
+        report.distinct = counts.len() as u64;
+        let kept = |c: u64| c >= min_count;
+        let (n, ids) = counts
+            .iter()
+            .filter(|(p, &c)| p.len() >= 2 && kept(c))
+            .fold((0, 0), |(n, ids), (p, _)| (n + 1, ids + p.len()));
+        let mut words = Words {
+            data: Vec::with_capacity(ids + HEADER * n),
+            offsets: Vec::with_capacity(n),
+        };
+        words.extend(counts.into_iter().filter(|&(_, c)| kept(c)));
+        words
+    };
+    report.kept = words.offsets.len() as u64;
+    let merges = learn_merges(words, num_merges, min_frequency, num_threads, progress);
+    Ok((merges, report))
+}
+
+/// Words from sorted count files (two streaming merges: the first reads every file to its
+/// end, verifying the checksums, before any word is built); the merged stats.
+fn words_from_files(paths: &[PathBuf], min_count: u64) -> Result<(Words, Stats)> {
+    let mut stats = Stats::default();
+    let words = Words::from_sorted(min_count, &mut |f| {
+        let (_, mut readers) = countfile::open_all(paths)?;
+        stats = countfile::merge(&mut readers, f)?;
+        Ok(())
+    })?;
+    Ok((words, stats))
+}
+
+/// Stages 2-4 from count files (merged as they are read): the files' settings and summed
+/// stats, the merges and what was kept. Files with different settings are an error.
+#[allow(clippy::type_complexity)]
+pub fn train_count_files(
+    paths: &[PathBuf],
+    num_merges: usize,
+    min_frequency: u64,
+    min_count: u64,
+    num_threads: usize,
+    progress: &mut dyn FnMut(u64) -> bool,
+) -> Result<(Settings, Stats, Vec<(u32, u32)>, SortedReport)> {
+    let (settings, _) = countfile::open_all(paths)?;
+    let (words, stats) = words_from_files(paths, min_count)?;
+    let report = SortedReport {
+        distinct: stats.entries,
+        kept: words.offsets.len() as u64,
+    };
+    let merges = learn_merges(words, num_merges, min_frequency, num_threads, progress);
+    Ok((settings, stats, merges, report))
+}
+
+/// The settings of a count file (its header only).
+pub fn count_file_settings(path: &Path) -> Result<Settings> {
+    Ok(countfile::CountReader::open(path)?.settings)
+}
+
 /// All multi-byte pieces as words of token ids, in one flat `u32` array. A word at offset
 /// `o` is `[len, count_lo, count_hi, id_0, .., id_len-1]` (its slot keeps the original length;
 /// `len` shrinks as merges apply). Lists refer to words by offset, so visiting a word in the
@@ -157,20 +247,50 @@ impl Words {
 
     /// Append the multi-byte pieces of `counts` as words.
     fn extend<S: AsRef<str>>(&mut self, counts: impl Iterator<Item = (S, u64)>) {
-        let w = self;
         for (piece, c) in counts {
             let piece = piece.as_ref();
-            if piece.len() < 2 {
-                continue;
+            if piece.len() >= 2 {
+                self.push(piece.as_bytes(), c);
             }
-            let o = u32::try_from(w.data.len())
-                .expect("unique pieces exceed 16 GiB of token ids; train on a sample");
-            w.offsets.push(o);
-            w.data.push(piece.len() as u32);
-            w.data.push(c as u32);
-            w.data.push((c >> 32) as u32);
-            w.data.extend(piece.bytes().map(u32::from));
         }
+    }
+
+    /// Words from a sorted stream of counts, run twice by `stream` (once to size the array
+    /// exactly, once to fill it), keeping pieces counted at least `min_count` times.
+    fn from_sorted(
+        min_count: u64,
+        stream: &mut dyn FnMut(&mut Sink<'_>) -> Result<()>,
+    ) -> Result<Words> {
+        let keep = |p: &[u8], c: u64| p.len() >= 2 && c >= min_count;
+        let (mut n, mut ids) = (0usize, 0usize);
+        stream(&mut |p, c| {
+            if keep(p, c) {
+                n += 1;
+                ids += p.len();
+            }
+            Ok(())
+        })?;
+        let mut w = Words {
+            data: Vec::with_capacity(ids + HEADER * n),
+            offsets: Vec::with_capacity(n),
+        };
+        stream(&mut |p, c| {
+            if keep(p, c) {
+                w.push(p, c);
+            }
+            Ok(())
+        })?;
+        Ok(w)
+    }
+
+    fn push(&mut self, piece: &[u8], c: u64) {
+        let o = u32::try_from(self.data.len())
+            .expect("unique pieces exceed 16 GiB of token ids; prune (min_piece_count)");
+        self.offsets.push(o);
+        self.data.push(piece.len() as u32);
+        self.data.push(c as u32);
+        self.data.push((c >> 32) as u32);
+        self.data.extend(piece.iter().map(|&b| u32::from(b)));
     }
 
     #[inline(always)]
@@ -573,5 +693,62 @@ mod tests {
         }
         assert!(results.windows(2).all(|w| w[0] == w[1]));
         assert!(!results[0].is_empty());
+    }
+
+    fn tmp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("codekiln-train-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn spilled_and_count_file_training_equal_in_memory() {
+        let texts = corpus(11, 3000, b"abcab  \n\txyz_01");
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let mut t = Trainer::new(Pattern::Code, true, "content");
+        t.add_texts(&refs, 2);
+        let distinct = t.unique_pieces() as u64;
+        let want = t.train(300, 2, 2, &mut |_| true);
+        let dir = tmp_dir("spill");
+        for (budget, threads) in [(4000usize, 1usize), (20_000, 2), (60_000, 3), (1 << 30, 2)] {
+            let mut c = PieceCounter::with_spill(Pattern::Code, true, budget, &dir);
+            for part in refs.chunks(700) {
+                c.add_texts(part, threads).unwrap();
+                // Within the budget, or one minimal table (4 buckets) per thread below it.
+                assert!(c.table_bytes() <= budget.max(threads * 4 * 33), "{budget}");
+            }
+            assert_eq!(c.spilled(), budget < 100_000, "budget {budget}");
+            let (got, report) = train_counter(&mut c, 300, 2, 1, threads, &mut |_| true).unwrap();
+            assert_eq!(got, want, "budget {budget} threads {threads}");
+            assert_eq!(report.distinct, distinct);
+        }
+        // Runs are removed with their counter.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+
+        // Count files of disjoint parts, merged, train the same tokenizer.
+        let mut files = Vec::new();
+        for (k, part) in refs.chunks(1000).enumerate() {
+            let mut c = PieceCounter::with_spill(Pattern::Code, true, 5000, &dir);
+            c.add_texts(part, 2).unwrap();
+            let f = dir.join(format!("counts-{k}.bin"));
+            c.write(&f).unwrap();
+            files.push(f);
+        }
+        let merged = dir.join("merged.bin");
+        countfile::merge_files(&files, &merged).unwrap();
+        for inputs in [files.clone(), vec![merged.clone()]] {
+            let (settings, stats, got, report) =
+                train_count_files(&inputs, 300, 2, 1, 2, &mut |_| true).unwrap();
+            assert_eq!(got, want);
+            assert_eq!(settings.pattern, Pattern::Code);
+            assert_eq!(stats.documents, refs.len() as u64);
+            assert_eq!(report.distinct, distinct);
+        }
+        // Pruning drops the rare pieces (and so changes the result on this corpus).
+        let (_, _, pruned, report) =
+            train_count_files(&files, 300, 2, 3, 2, &mut |_| true).unwrap();
+        assert!(report.kept < report.distinct);
+        assert_ne!(pruned, want);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

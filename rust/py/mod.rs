@@ -3,6 +3,7 @@
 //! the result; validation, defaults and documentation belong to the Python package.
 //!
 //! * `bpe.rs`: the tokenizer (`pretokenize`, `pattern_regex`, `Trainer`, `Encoder`);
+//! * `counts.rs`: bounded-memory counting and count files (`Counter`, `*_count_file(s)`);
 //! * `data.rs`: the data pipeline (`Packer`, filters, dedup, redaction, split);
 //! * `convert.rs`: core types to and from Python objects;
 //! * here: the module, the one `Error -> PyErr` map and the progress-callback helper.
@@ -17,6 +18,7 @@ use crate::error::{catch, Error, Kind};
 
 mod bpe;
 mod convert;
+mod counts;
 mod data;
 
 /// The one map from core errors to Python exceptions (the message names the file).
@@ -96,5 +98,6 @@ impl Callback {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     bpe::register(m)?;
+    counts::register(m)?;
     data::register(m)
 }

@@ -4,13 +4,16 @@
   and :func:`load_tokenizer`, the one loader behind every ``--tokenizer FILE``;
 * :mod:`~codekiln.tokenizer.trainer` -- running the Rust trainer on a corpus (batches, progress,
   the training report);
+* :mod:`~codekiln.tokenizer.counts` -- count files: count on many machines, merge, train
+  once (``docs/scale.md``);
 * :mod:`~codekiln.tokenizer.format` -- the file format and its constants (a leaf);
 * :mod:`~codekiln.tokenizer.interop` -- exact Hugging Face / tiktoken equivalents (through the
   public API only);
 * :mod:`~codekiln.tokenizer.stats` -- how well a tokenizer fits a corpus;
 * :mod:`~codekiln.tokenizer.cli` -- ``codekiln tokenizer ...``.
 
-Imports go one way: ``format`` <- ``trainer`` <- ``core`` <- ``interop``, ``stats`` <- ``cli``.
+Imports go one way: ``format`` <- ``trainer`` <- ``core`` <- ``counts``, ``interop``,
+``stats`` <- ``cli``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``codekiln tokenizer train|encode|decode|stats|info|export``.
+"""``codekiln tokenizer train|count|merge-counts|encode|decode|stats|info|export``.
 
 :func:`add_tokenizer_commands` registers the group on the main parser's subparsers (see
 ``codekiln/cli.py``); each handler maps flags onto the Python API and returns an exit status.
@@ -28,22 +28,35 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     cmds = group.add_subparsers(dest="tokenizer_command", required=True, metavar="COMMAND")
 
     p = cmds.add_parser("train", help="train a tokenizer on files, directories or globs")
-    p.add_argument(
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument(
         "--input",
         nargs="+",
-        required=True,
         metavar="PATH",
         help="files, directories (walked for --include) or globs",
+    )
+    src.add_argument(
+        "--from-counts",
+        nargs="+",
+        metavar="FILE",
+        help="count files (from 'tokenizer count'/'merge-counts') instead of --input: the "
+        "same tokenizer as one pass over everything they counted",
     )
     add_include_exclude(p)
     p.add_argument("--vocab-size", type=Int(1), required=True, metavar="N")
     p.add_argument("--out", required=True, metavar="FILE", help="tokenizer file to write (.json)")
-    p.add_argument("--pattern", default="code", choices=["code", "gpt2"])
+    p.add_argument(
+        "--pattern",
+        default=None,
+        choices=["code", "gpt2"],
+        help="pre-tokenizer (default: code; with --from-counts: the files' setting)",
+    )
     p.add_argument(
         "--newline",
-        default="<N>",
+        default=None,
         choices=["<N>", "none"],
-        help="'<N>': every newline is its own token (id 10); 'none': newline is a plain byte",
+        help="'<N>' (default): every newline is its own token (id 10); 'none': newline is a "
+        "plain byte (with --from-counts: the files' setting)",
     )
     p.add_argument("--threads", type=Int(), default=None, metavar="N", help=THREADS_HELP)
     p.add_argument("--min-frequency", type=Int(1), default=2, metavar="N")
@@ -56,7 +69,62 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     )
     p.add_argument("--text-field", default="content", metavar="F", help="JSONL text field")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_memory_args(p)
+    p.add_argument(
+        "--min-piece-count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="drop pieces seen fewer than N times before merging (less memory; default 1: "
+        "keep all, the exact result)",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="count on Ray, one task per input file (pip install 'codekiln[ray]'); ADDRESS: "
+        "'auto' for this machine's cluster, ray://HOST:10001, or none for a local Ray. "
+        "Inputs and --counts-dir must be on a filesystem every node sees",
+    )
+    p.add_argument(
+        "--counts-dir",
+        default=None,
+        metavar="DIR",
+        help="with --ray: keep the per-file count files here (default: a temp dir, removed)",
+    )
+    p.add_argument(
+        "--ray-task-threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --ray: threads (Ray CPUs) per counting task (default 1)",
+    )
     p.set_defaults(func=_tokenizer_train)
+
+    p = cmds.add_parser("count", help="count the pieces of some input into a count file")
+    p.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="files, directories (walked for --include) or globs (e.g. one shard)",
+    )
+    add_include_exclude(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="count file to write")
+    p.add_argument("--pattern", default="code", choices=["code", "gpt2"])
+    p.add_argument("--newline", default="<N>", choices=["<N>", "none"])
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
+    p.add_argument("--text-field", default="content", metavar="F", help="JSONL text field")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_memory_args(p)
+    p.set_defaults(func=_tokenizer_count)
+
+    p = cmds.add_parser("merge-counts", help="merge count files into one")
+    p.add_argument("--input", nargs="+", required=True, metavar="FILE", help="count files")
+    p.add_argument("--out", required=True, metavar="FILE", help="merged count file to write")
+    p.set_defaults(func=_tokenizer_merge_counts)
 
     p = cmds.add_parser("encode", help="encode text (or a file) and print the tokens")
     p.add_argument("--tokenizer", required=True, metavar="FILE")
@@ -108,18 +176,144 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     p.set_defaults(func=_tokenizer_export)
 
 
+def add_memory_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-memory",
+        default=None,
+        metavar="SIZE",
+        help="bound the tables of distinct pieces (e.g. 4GB, 512MiB): past it, sorted partial "
+        "counts spill to disk and are merged (same result; see docs/scale.md)",
+    )
+    p.add_argument(
+        "--spill-dir",
+        default=None,
+        metavar="DIR",
+        help="existing directory for the spilled runs (default: the system temp dir)",
+    )
+
+
+def _counts_summary(stats: dict[str, Any]) -> str:
+    return (
+        f"{stats['documents']:,} documents, {stats['bytes']:,} bytes, {stats['pieces']:,} "
+        f"pieces ({stats['distinct_pieces']:,} distinct; pattern={stats['pattern']}, "
+        f"newline={'<N>' if stats['newline'] else 'none'})"
+    )
+
+
+def _tokenizer_count(args: argparse.Namespace) -> int:
+    from codekiln.tokenizer.counts import count_pieces
+
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stats = count_pieces(
+        [pathlib.Path(p) for p in args.input],
+        out,
+        pattern=args.pattern,
+        newline=None if args.newline == "none" else args.newline,
+        text_field=args.text_field,
+        num_threads=args.threads,
+        max_memory=args.max_memory,
+        spill_dir=args.spill_dir,
+        progress=not args.no_progress,
+        **include_exclude(args),
+    )
+    print(f"counted {stats['files']} files: {_counts_summary(stats)} in {stats['seconds']:.1f} s")
+    print(f"saved {out}")
+    return 0
+
+
+def _tokenizer_merge_counts(args: argparse.Namespace) -> int:
+    from codekiln.tokenizer.counts import merge_counts
+
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stats = merge_counts(args.input, out)
+    print(f"merged {len(args.input)} count files: {_counts_summary(stats)}")
+    print(f"saved {out}")
+    return 0
+
+
+def _save_trained(tok: Tokenizer, args: argparse.Namespace) -> int:
+    """Save a tokenizer trained from counts (--from-counts, --ray) and say so."""
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(out)
+    r = tok.train_report or {}
+    print(
+        f"trained {tok!r} from counts ({r['documents']:,} documents, {r['bytes']:,} bytes, "
+        f"{r['unique_pieces']:,} distinct pieces); merge phase {r['seconds']:.1f} s"
+    )
+    print(f"saved {out}")
+    return 0
+
+
 def _tokenizer_train(args: argparse.Namespace) -> int:
     specials = [ENDOFTEXT] if args.special is None else args.special
+    if args.from_counts:
+        from codekiln.tokenizer.counts import inspect_settings, train_from_counts
+
+        if args.max_memory or args.spill_dir or args.ray is not None:
+            raise ValueError(
+                "--max-memory/--spill-dir/--ray apply to counting, not to --from-counts"
+            )
+        stats = inspect_settings(args.from_counts[0])
+        for flag, want, have in [
+            ("--pattern", args.pattern, stats[0]),
+            ("--newline", args.newline, "<N>" if stats[1] else "none"),
+        ]:
+            if want is not None and want != have:
+                raise ValueError(
+                    f"{flag} {want} does not match the count files ({args.from_counts[0]} was "
+                    f"counted with {flag} {have}); recount or drop {flag}"
+                )
+        tok = train_from_counts(
+            args.from_counts,
+            vocab_size=args.vocab_size,
+            special_tokens=specials,
+            min_frequency=args.min_frequency,
+            min_piece_count=args.min_piece_count,
+            num_threads=args.threads,
+            progress=not args.no_progress,
+        )
+        return _save_trained(tok, args)
+    if args.ray is not None:
+        from codekiln.distributed import train_on_ray
+
+        if args.spill_dir:
+            raise ValueError("--spill-dir does not apply with --ray (tasks spill locally)")
+        tok = train_on_ray(
+            [pathlib.Path(p) for p in args.input],
+            vocab_size=args.vocab_size,
+            pattern=args.pattern or "code",
+            newline=None if args.newline == "none" else "<N>",
+            special_tokens=specials,
+            min_frequency=args.min_frequency,
+            min_piece_count=args.min_piece_count,
+            text_field=args.text_field,
+            threads_per_task=args.ray_task_threads,
+            max_memory=args.max_memory,
+            counts_dir=args.counts_dir,
+            num_threads=args.threads,
+            address=args.ray or None,
+            progress=not args.no_progress,
+            **include_exclude(args),
+        )
+        return _save_trained(tok, args)
+    if args.counts_dir is not None:
+        raise ValueError("--counts-dir is used with --ray only (see 'tokenizer count')")
     tok = Tokenizer.train(
         [pathlib.Path(p) for p in args.input],
         vocab_size=args.vocab_size,
-        pattern=args.pattern,
-        newline=None if args.newline == "none" else args.newline,
+        pattern=args.pattern or "code",
+        newline=None if args.newline == "none" else "<N>",
         special_tokens=specials,
         min_frequency=args.min_frequency,
         num_threads=args.threads,
         progress=not args.no_progress,
         text_field=args.text_field,
+        max_memory=args.max_memory,
+        spill_dir=args.spill_dir,
+        min_piece_count=args.min_piece_count,
         **include_exclude(args),
     )
     out = pathlib.Path(args.out)

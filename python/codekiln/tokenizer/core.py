@@ -178,6 +178,9 @@ class Tokenizer:
         text_field: str = "content",
         include: Iterable[str] | None = None,
         exclude: Iterable[str] = (),
+        max_memory: int | str | None = None,
+        spill_dir: str | os.PathLike[str] | None = None,
+        min_piece_count: int = 1,
     ) -> Tokenizer:
         """Learn a tokenizer from ``source``.
 
@@ -203,6 +206,13 @@ class Tokenizer:
         process may use, ``N`` at most ``N`` cores busy including reading, capped to the CPU
         count; 0 or less is a ``ValueError`` (see :mod:`codekiln._threads`).
 
+        Large corpora (``docs/scale.md``): ``max_memory`` (bytes, or a string such as
+        ``"4GB"``) bounds the tables of distinct pieces while counting; past it, sorted partial
+        counts spill to a temporary directory under ``spill_dir`` (default: the system's temp
+        dir) and are merged from disk. The result is identical to training in memory.
+        ``min_piece_count=N`` drops pieces seen fewer than ``N`` times before the merge phase
+        (less memory, a slightly different tokenizer; 1, the default, keeps all).
+
         Raises ``FileNotFoundError`` for a missing input path and ``ValueError`` for a
         ``vocab_size`` below 256 + the special tokens or a corpus without any text.
 
@@ -223,6 +233,10 @@ class Tokenizer:
         threads = resolve_threads(num_threads)
         if not isinstance(text_field, str) or not text_field:
             raise ValueError(f"text_field must be a non-empty str, got {text_field!r}")
+        budget = trainer.parse_memory(max_memory)
+        if spill_dir is not None and budget is None:
+            raise ValueError("spill_dir is only used with max_memory; give both")
+        min_piece_count = _check_int("min_piece_count", min_piece_count, 1)
         num_merges = vocab_size - minimum
         merges, report = trainer.count_and_merge(
             corpus.resolve(source, include=include, exclude=exclude, text_field=text_field),
@@ -233,6 +247,9 @@ class Tokenizer:
             min_frequency=min_frequency,
             num_threads=threads,
             progress=progress,
+            max_memory=budget,
+            spill_dir=spill_dir,
+            min_piece_count=min_piece_count,
         )
         if len(merges) < num_merges:
             warnings.warn(

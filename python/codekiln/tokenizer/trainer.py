@@ -5,10 +5,18 @@
 (parallel counting, the merge loop, the tie-break) lives in the Rust core (``rust/``). Files
 are read by the Rust multi-file reader; texts, records, Parquet and ``datasets`` are read in
 Python and handed over in batches.
+
+With a memory budget (``max_memory``) or pruning (``min_piece_count``) the counting goes
+through ``_core.Counter``, which spills sorted runs under a temporary directory and merges
+them from disk (``rust/bpe/spill.rs``); see ``docs/scale.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,27 +42,141 @@ def count_and_merge(
     min_frequency: int,
     num_threads: int,
     progress: bool,
+    max_memory: int | None = None,
+    spill_dir: str | os.PathLike[str] | None = None,
+    min_piece_count: int = 1,
 ) -> tuple[list[tuple[int, int]], dict[str, Any]]:
     """Count the pieces of ``corpus`` and learn up to ``num_merges`` merges.
 
+    ``max_memory`` (bytes; validated by the caller) bounds the piece tables: past it, sorted
+    runs spill to a temporary directory under ``spill_dir`` (default: the system's temp dir)
+    that is removed afterwards. ``min_piece_count > 1`` drops rarer pieces before merging.
     Returns the merges and the training report (see :attr:`codekiln.Tokenizer.train_report`).
     Raises ``ValueError`` when the corpus holds no text.
     """
+    if max_memory is None and min_piece_count == 1:
+        return _count_and_merge_in_memory(
+            corpus,
+            pattern=pattern,
+            newline=newline,
+            text_field=text_field,
+            num_merges=num_merges,
+            min_frequency=min_frequency,
+            num_threads=num_threads,
+            progress=progress,
+        )
     start = time.perf_counter()
-    trainer = _core.Trainer(pattern, newline, text_field)
+    with spill_directory(max_memory, spill_dir) as tmp:
+        counter = _core.Counter(pattern, newline, text_field, max_memory, tmp)
+        read = count_corpus(counter, corpus, num_threads, progress)
+        documents, total_bytes = int(counter.documents), int(counter.total_bytes)
+        pieces, runs = int(counter.total_pieces), int(counter.runs)
+        with progress_bar(progress, desc="merging", total=num_merges, unit="merge") as bar:
+            merges, distinct, kept = counter.train(
+                num_merges, min_frequency, min_piece_count, num_threads, merge_callback(bar)
+            )
+    report = {
+        "files": read.files,
+        "documents": documents,
+        "bytes": total_bytes,
+        "skipped_files": read.skipped_files,
+        "skipped_documents": read.skipped_documents,
+        "skipped": [(str(p), str(r)) for p, r in read.skipped[:MAX_SKIPPED_LISTED]],
+        "pieces": pieces,
+        "unique_pieces": int(distinct),
+        "kept_pieces": int(kept),
+        "min_piece_count": min_piece_count,
+        "max_memory": max_memory,
+        "spill_runs": runs,
+        "merges_requested": num_merges,
+        "merges_learned": len(merges),
+        "min_frequency": min_frequency,
+        "num_threads": num_threads,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    return [(int(a), int(b)) for a, b in merges], report
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+# The smallest budget accepted: below it every new piece would spill a run of its own.
+MIN_MEMORY = 1 << 20
+
+
+def parse_memory(value: object, name: str = "max_memory") -> int | None:
+    """A memory size in bytes from an int or a string such as ``"4GB"``, ``"512MiB"`` or
+    ``"1.5GB"`` (decimal units KB/MB/GB/TB, binary KiB/MiB/GiB/TiB); ``None`` stays ``None``.
+
+    >>> parse_memory("4GB"), parse_memory("512MiB"), parse_memory(2**20)
+    (4000000000, 536870912, 1048576)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a string such as '4GB', not bool")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([A-Za-z]*)\s*", value)
+        unit = m.group(2).upper() if m else ""
+        if not m or unit not in _UNITS:
+            raise ValueError(
+                f"{name}={value!r} is not a size: give bytes or a number with a unit "
+                f"(KB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. '4GB'"
+            )
+        size = int(float(m.group(1)) * _UNITS[unit])
+    else:
+        raise TypeError(
+            f"{name} must be an int or a string such as '4GB', not {type(value).__name__}"
+        )
+    if size < MIN_MEMORY:
+        raise ValueError(f"{name}={value!r} is too small: give at least 1MiB ({MIN_MEMORY} bytes)")
+    return size
+
+
+def spill_directory(max_memory: int | None, spill_dir: str | os.PathLike[str] | None) -> Any:
+    """A temporary directory for spilled runs (removed on exit), or ``None`` without a
+    budget. ``spill_dir`` must be an existing directory."""
+    if max_memory is None:
+        return contextlib.nullcontext(None)
+    if spill_dir is not None and not os.path.isdir(spill_dir):
+        raise FileNotFoundError(f"spill_dir {os.fspath(spill_dir)!r} is not a directory")
+    return tempfile.TemporaryDirectory(prefix="codekiln-spill-", dir=spill_dir)
+
+
+def count_corpus(counter: Any, corpus: Corpus, num_threads: int, progress: bool) -> ReadReport:
+    """Feed every input of ``corpus`` to ``counter`` (a ``_core.Trainer`` or
+    ``_core.Counter``); raises ``ValueError`` when it held no text."""
     read = ReadReport()
     read.add_skipped_files(corpus.skipped)
     for run in corpus.runs():
         if isinstance(run, RecordInput):
-            _count_texts(trainer, run, read, num_threads, progress)
+            _count_texts(counter, run, read, num_threads, progress)
         else:
-            _count_files(trainer, run, read, num_threads, progress)
-    if trainer.total_bytes == 0:
+            _count_files(counter, run, read, num_threads, progress)
+    if counter.total_bytes == 0:
         if read.files or read.skipped_files:
             what = f"{read.files} file(s) read, {read.skipped_files} skipped"
         else:
-            what = f"{trainer.documents} text(s)"
+            what = f"{counter.documents} text(s)"
         raise ValueError(f"empty corpus: no text to train on ({what})")
+    return read
+
+
+def _count_and_merge_in_memory(
+    corpus: Corpus,
+    *,
+    pattern: str,
+    newline: bool,
+    text_field: str,
+    num_merges: int,
+    min_frequency: int,
+    num_threads: int,
+    progress: bool,
+) -> tuple[list[tuple[int, int]], dict[str, Any]]:
+    start = time.perf_counter()
+    trainer = _core.Trainer(pattern, newline, text_field)
+    read = count_corpus(trainer, corpus, num_threads, progress)
     unique_pieces = int(trainer.unique_pieces)  # training frees the counts
     merges = _learn(trainer, num_merges, min_frequency, num_threads, progress)
     report = {
@@ -75,24 +197,46 @@ def count_and_merge(
     return merges, report
 
 
-def _bar(progress: bool, **kwargs: Any) -> Any:
+def progress_bar(progress: bool, **kwargs: Any) -> Any:
     from tqdm import tqdm
 
     return tqdm(disable=not progress, leave=False, dynamic_ncols=True, **kwargs)
 
 
+def rss_bytes() -> int | None:
+    """This process's resident memory now (Linux ``/proc``), or ``None`` elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _count_files(
-    trainer: _core.Trainer,
+    trainer: Any,
     files: list[FileInput],
     read: ReadReport,
     threads: int,
     progress: bool,
 ) -> None:
-    with _bar(progress, desc="reading", unit="B", unit_scale=True, unit_divisor=1024) as bar:
+    with progress_bar(
+        progress, desc="reading", unit="B", unit_scale=True, unit_divisor=1024
+    ) as bar:
 
-        def report(done: int, total: int) -> None:
+        def report(done: int, total: int, *tables: int) -> None:
+            # MB read and MB/s are the bar itself; a Counter adds its tables:
+            # (distinct pieces in memory, their bytes, runs spilled).
             if bar.total != total:
                 bar.total = total
+            if tables and progress:
+                rss = rss_bytes()
+                bar.set_postfix(
+                    pieces=f"{tables[0]:,}",
+                    tables=f"{tables[1] / 2**20:.0f}MB",
+                    runs=tables[2],
+                    rss="?" if rss is None else f"{rss / 2**20:.0f}MB",
+                    refresh=False,
+                )
             bar.update(done - bar.n)
 
         got = trainer.add_files([f.path for f in files], threads, report)
@@ -103,10 +247,12 @@ def _count_files(
 
 
 def _count_texts(
-    trainer: _core.Trainer, src: RecordInput, read: ReadReport, threads: int, progress: bool
+    trainer: Any, src: RecordInput, read: ReadReport, threads: int, progress: bool
 ) -> None:
     base = trainer.total_bytes
-    with _bar(progress, desc="counting", unit="B", unit_scale=True, unit_divisor=1024) as bar:
+    with progress_bar(
+        progress, desc="counting", unit="B", unit_scale=True, unit_divisor=1024
+    ) as bar:
         for batch in batched_texts(src.texts(read), TEXT_BATCH_CHARS):
             trainer.add_texts(batch, threads)
             bar.update(trainer.total_bytes - base - bar.n)
@@ -115,8 +261,11 @@ def _count_texts(
 def _learn(
     trainer: _core.Trainer, num_merges: int, min_frequency: int, threads: int, progress: bool
 ) -> list[tuple[int, int]]:
-    with _bar(progress, desc="merging", total=num_merges, unit="merge") as bar:
-        callback: Callable[[int], None] = lambda done: bar.update(done - bar.n)  # noqa: E731
-        merges = trainer.train(num_merges, min_frequency, threads, callback)
+    with progress_bar(progress, desc="merging", total=num_merges, unit="merge") as bar:
+        merges = trainer.train(num_merges, min_frequency, threads, merge_callback(bar))
         bar.update(len(merges) - bar.n)
     return [(int(a), int(b)) for a, b in merges]
+
+
+def merge_callback(bar: Any) -> Callable[[int], None]:
+    return lambda done: bar.update(done - bar.n)
