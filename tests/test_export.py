@@ -57,7 +57,9 @@ def check_same_ids(tok: Tokenizer, hf, tt, text: str) -> None:  # type: ignore[n
     assert tt.encode(text, disallowed_special=()) == want
     allowed = {"<|endoftext|>", "<|pad|>"}
     with_specials = tok.encode(text, allowed_special=allowed)
-    assert tt.encode(text, allowed_special=allowed) == with_specials
+    assert tt.encode(text, allowed_special=allowed, disallowed_special=()) == with_specials
+    # Issue 13: literal "<N>" with allowed_special="all" is id 10 in both.
+    assert tt.encode(text, allowed_special="all") == tok.encode(text, allowed_special="all")
 
 
 @SETTINGS
@@ -92,7 +94,7 @@ def test_special_tokens_keep_their_ids(trio) -> None:  # type: ignore[no-untyped
     for name, i in tok.special_tokens.items():
         if name == "<N>":
             assert i == 10 and hf.id_to_token(10) == "Ċ"
-            assert name not in tt.special_tokens_set
+            assert tt.encode_single_token(name) == 10 and tt.decode([10]) == "\n"
         else:
             assert hf.token_to_id(name) == i
             assert tt.encode_single_token(name) == i
@@ -131,6 +133,28 @@ def test_tiktoken_files_round_trip(tmp_path: pathlib.Path, sample_texts: list[st
     text = sample_texts[3][:5000]
     assert enc.encode_ordinary(text) == tok.encode(text)
     assert enc.n_vocab == tok.vocab_size
+    marked = "a<N>b\n<|endoftext|>"
+    assert enc.encode(marked, allowed_special="all") == tok.encode(marked, allowed_special="all")
+
+
+@pytest.mark.parametrize("newline", ["<N>", None])
+def test_tiktoken_literal_newline_token_parity(newline: str | None) -> None:
+    """Issue 13: with allowed_special="all" codekiln turned literal "<N>" into id 10 while the
+    tiktoken export spelled it out as "<", "N", ">"."""
+    tok = Tokenizer.train(["x = Vec<N>\n"] * 4, vocab_size=262, newline=newline, progress=False)
+    tt = to_tiktoken(tok)
+    for text in ["Vec<N>\n", "<N><N>", "a<N<N>>", "<|endoftext|><N>"]:
+        for allowed in ("all", {"<|endoftext|>"}):
+            want = tok.encode(text, allowed_special=allowed)
+            assert tt.encode(text, allowed_special=allowed, disallowed_special=()) == want
+        assert tt.encode_ordinary(text) == tok.encode(text)
+    if newline == "<N>":
+        assert tok.encode("<N>", allowed_special="all") == [10]
+        assert tt.encode("<N>", allowed_special={"<N>"}) == [10]
+        with pytest.raises(ValueError, match="disallowed special token"):
+            tt.encode("Vec<N>")  # tiktoken's check, documented in codekiln.tokenizer.interop
+    else:
+        assert "<N>" not in tt.special_tokens_set
 
 
 @st.composite
