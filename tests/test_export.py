@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import pytest
-from codekiln import Tokenizer
+from codekiln import Tokenizer, _core
 from codekiln.quickstart import stdlib_files
 from codekiln.tokenizer.interop import (
+    GPT2_REGEX,
     ExportError,
     load_tiktoken,
     save_tiktoken,
@@ -101,6 +103,20 @@ def test_special_tokens_keep_their_ids(trio) -> None:  # type: ignore[no-untyped
     assert hf.get_vocab_size() == tok.vocab_size
     assert tt.n_vocab == tok.vocab_size
     assert hf.encode_special_tokens is True
+
+
+def test_gpt2_pattern_exports_the_standard_gpt2_layout(trio) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 part 3: tokie does not run a tokenizer.json's regex, it recognises layouts;
+    the gpt2 pattern without <N> is exported in GPT-2's own layout (plain ByteLevel), the one
+    layout it can read as what it is. The ids stay exact (the other tests of this trio)."""
+    tok, hf, _ = trio
+    pre = json.loads(hf.to_str())["pre_tokenizer"]
+    assert _core.pattern_regex("gpt2", False) == GPT2_REGEX
+    if (tok.pattern, tok.newline) == ("gpt2", None):
+        assert pre == {**pre, "type": "ByteLevel", "use_regex": True, "add_prefix_space": False}
+    else:
+        assert pre["type"] == "Sequence"
+        assert pre["pretokenizers"][0]["pattern"] == {"Regex": tok.pattern_regex}
 
 
 @pytest.mark.parametrize("newline", ["<N>", None])

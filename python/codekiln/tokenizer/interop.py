@@ -59,6 +59,11 @@ TIKTOKEN_RANKS_FILE = "tokenizer.tiktoken"
 TIKTOKEN_CONFIG_FILE = "tiktoken_config.json"
 
 
+GPT2_REGEX = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+"""GPT-2's split, which HF's ``ByteLevel(use_regex=True)`` applies (``pattern="gpt2"``,
+``newline=None``)."""
+
+
 class ExportError(ValueError):
     """The tokenizer cannot be expressed exactly in the target format."""
 
@@ -112,7 +117,8 @@ def to_huggingface(tok: Tokenizer) -> tokenizers.Tokenizer:
 
     The BPE model holds the vocabulary and merges in GPT-2 byte-level form; the pre-tokenizer
     is ``Sequence([Split(Regex(tok.pattern_regex), "isolated"), ByteLevel(add_prefix_space=False,
-    use_regex=False)])``; the decoder is ``ByteLevel``; special tokens are added as special
+    use_regex=False)])``, or plain GPT-2 ``ByteLevel(add_prefix_space=False, use_regex=True)``
+    when the pattern is GPT-2's own (``pattern="gpt2", newline=None``); the decoder is ``ByteLevel``; special tokens are added as special
     tokens and ``encode_special_tokens = True`` keeps literal special-token text ordinary (as
     ``tok.encode`` does by default).
     """
@@ -121,12 +127,17 @@ def to_huggingface(tok: Tokenizer) -> tokenizers.Tokenizer:
     vocab = {bytes_to_token_str(data): i for i, data in enumerate(table)}
     merges = [(bytes_to_token_str(table[a]), bytes_to_token_str(table[b])) for a, b in tok.merges]
     out = hf.Tokenizer(hf.models.BPE(vocab=vocab, merges=merges))
-    out.pre_tokenizer = hf.pre_tokenizers.Sequence(
-        [
-            hf.pre_tokenizers.Split(hf.Regex(tok.pattern_regex), behavior="isolated"),
-            hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    if tok.pattern_regex == GPT2_REGEX:
+        # The standard GPT-2 layout (ByteLevel splits with this very regex): readers that
+        # recognise layouts instead of running the file's regex (tokie) read it as GPT-2.
+        out.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:
+        out.pre_tokenizer = hf.pre_tokenizers.Sequence(
+            [
+                hf.pre_tokenizers.Split(hf.Regex(tok.pattern_regex), behavior="isolated"),
+                hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
     out.decoder = hf.decoders.ByteLevel()
     for name, i in _others(tok):
         if name in vocab:
