@@ -23,7 +23,9 @@ peak RSS is comparable (reported as the growth over the process's RSS after load
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -206,8 +208,13 @@ def bench_encoding(tok, valid: list[str], args: argparse.Namespace, tmp: str) ->
         )
     res["hf_1t"] = mb / dt
 
-    res["tiktoken_parity"] = sum(a == b for a, b in zip(ids, tk_ids)) / len(valid)
-    res["hf_parity"] = sum(a == b for a, b in zip(ids, hf_ids)) / len(valid)
+    # A speed figure counts only when the anchor gives our ids: count identical documents.
+    res["documents"] = len(valid)
+    res["codekiln_identical"] = len(valid)  # the reference itself (1 vs 2 threads asserted)
+    res["tiktoken_identical"] = sum(a == b for a, b in zip(ids, tk_ids))
+    res["hf_identical"] = sum(a == b for a, b in zip(ids, hf_ids))
+    res["tiktoken_parity"] = res["tiktoken_identical"] / len(valid)
+    res["hf_parity"] = res["hf_identical"] / len(valid)
 
     # tokie loads HF tokenizer.json files; try ours (it may not support the Split regex).
     try:
@@ -223,10 +230,53 @@ def bench_encoding(tok, valid: list[str], args: argparse.Namespace, tmp: str) ->
         res["tokie_1t"] = mb / dt
         dt, _ = timed(lambda: tk.encode_batch(valid, add_special_tokens=False), args.runs)
         res["tokie_2t"] = mb / dt
-        res["tokie_parity"] = sum(list(a) == b for a, b in zip(tokie_ids, ids)) / len(valid)
+        res["tokie_identical"] = sum(list(a) == b for a, b in zip(tokie_ids, ids))
+        res["tokie_parity"] = res["tokie_identical"] / len(valid)
     except Exception as e:  # report, do not hide: the table says why tokie is missing
         res["tokie_error"] = f"{type(e).__name__}: {e}"[:200]
     return res
+
+
+def bench_arrays(tok, valid: list[str], runs: int) -> dict[str, Any]:
+    """``encode_batch`` lists vs ``output="flat"`` / ``"arrays"`` on 1 and 2 threads (1 thread
+    pinned to one core), interleaved round by round so that load from other processes hits
+    every variant alike; medians per variant and per-round ratios."""
+    import numpy as np
+
+    mb = nbytes(valid) / 1e6
+    one = {min(os.sched_getaffinity(0))}
+    variants = {
+        "lists_1t": (1, "lists"),
+        "flat_1t": (1, "flat"),
+        "lists_2t": (2, "lists"),
+        "flat_2t": (2, "flat"),
+        "arrays_2t": (2, "arrays"),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    want = tok.encode_batch(valid, num_threads=2)
+    flat, offsets = tok.encode_batch(valid, num_threads=1, output="flat")
+    identical = sum(
+        flat[a:b].tolist() == w for (a, b), w in zip(itertools.pairwise(offsets.tolist()), want)
+    )
+    for _ in range(runs):
+        for name, (threads, output) in variants.items():
+            pin = pinned(one) if threads == 1 else contextlib.nullcontext()
+            with pin:
+                t0 = time.perf_counter()
+                tok.encode_batch(valid, num_threads=threads, output=output)
+                times[name].append(time.perf_counter() - t0)
+    ratio = lambda a, b: statistics.median(x / y for x, y in zip(times[a], times[b]))  # noqa: E731
+    return {
+        "valid_mb": mb,
+        "identical_documents": identical,
+        "documents": len(valid),
+        "mb_per_s": {k: mb / statistics.median(v) for k, v in times.items()},
+        "flat_2t_over_1t": ratio("flat_1t", "flat_2t"),
+        "lists_2t_over_1t": ratio("lists_1t", "lists_2t"),
+        "flat_1t_over_lists_1t": ratio("lists_1t", "flat_1t"),
+        "flat_2t_over_lists_2t": ratio("lists_2t", "flat_2t"),
+        "numpy": np.__version__,
+    }
 
 
 def bench_pathological(tok, args: argparse.Namespace) -> dict[str, Any]:
@@ -276,6 +326,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="train only codekiln (HF and rustbpe training are slow)",
     )
+    ap.add_argument(
+        "--only",
+        choices=["arrays"],
+        default=None,
+        help="arrays: only encode_batch lists vs numpy outputs, 1 vs 2 threads (needs --tokenizer)",
+    )
+    ap.add_argument("--tokenizer", type=pathlib.Path, help="a saved tokenizer for --only")
     ap.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks/results/tokenizer.json")
     args = ap.parse_args(argv)
     if not (args.corpus / "valid-00000.jsonl.gz").exists():
@@ -283,6 +340,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from codekiln import Tokenizer
+
+    if args.only == "arrays":
+        if args.tokenizer is None:
+            ap.error("--only arrays needs --tokenizer FILE")
+        tok = Tokenizer.load(args.tokenizer)
+        arrays = bench_arrays(tok, load_texts(args.corpus, "valid", None), args.runs)
+        arrays["tokenizer"] = repr(tok)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            json.dumps({"date": time.strftime("%Y-%m-%d"), "arrays": arrays}, indent=2)
+        )
+        print(render_arrays(arrays))
+        return 0
 
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -329,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             bpt["rustbpe cl100k split"] = bytes_per_token_rustbpe(paths["rustbpe"], valid)
         results["bytes_per_token"] = bpt
         results["pathological"] = bench_pathological(tok, args)
+        results["arrays"] = bench_arrays(tok, valid, args.runs)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
@@ -350,17 +421,21 @@ def render(r: dict[str, Any]) -> str:
         e = r[key]
         lines += [
             "",
-            f"| encoder, {title} (valid shard) | MB/s 1 thread | MB/s 2 threads |",
-            "|---|---|---|",
+            f"| encoder, {title} (valid shard) | identical documents | MB/s 1 thread "
+            "| MB/s 2 threads |",
+            "|---|---|---|---|",
         ]
         for name in ["codekiln", "tiktoken", "hf", "tokie"]:
             one, two = e.get(f"{name}_1t"), e.get(f"{name}_2t")
             if one is None:
-                lines.append(f"| {name} | n/a ({e.get(name + '_error', 'not run')}) | |")
+                lines.append(f"| {name} | | n/a ({e.get(name + '_error', 'not run')}) | |")
                 continue
-            lines.append(
-                f"| {name} | {one:.1f} | {two:.1f} |" if two else f"| {name} | {one:.1f} | |"
-            )
+            same, docs = e.get(f"{name}_identical", 0), e.get("documents", 0)
+            exact = f"{same:,} / {docs:,}"
+            if same != docs:  # not the same ids: the speed is no comparison
+                lines.append(f"| {name} | {exact} (not exact) | not comparable | |")
+                continue
+            lines.append(f"| {name} | {exact} | {one:.1f} | {f'{two:.1f}' if two else ''} |")
         lines.append(
             f"\ncodekiln 1t / tiktoken 1t: {e['codekiln_1t'] / e['tiktoken_1t']:.2f}x; "
             f"/ HF 1t: {e['codekiln_1t'] / e['hf_1t']:.2f}x; "
@@ -384,6 +459,27 @@ def render(r: dict[str, Any]) -> str:
         lines.append(
             f"| {k} | {v['seconds']:.3f} | {v['mb_per_s']:.1f} | {v['ratio_vs_eighth']:.1f}x |"
         )
+    if "arrays" in r:
+        lines.append(render_arrays(r["arrays"]))
+    return "\n".join(lines)
+
+
+def render_arrays(a: dict[str, Any]) -> str:
+    m = a["mb_per_s"]
+    lines = [
+        "",
+        "| encode_batch output (valid shard) | MB/s 1 thread | MB/s 2 threads |",
+        "|---|---|---|",
+        f"| lists | {m['lists_1t']:.1f} | {m['lists_2t']:.1f} |",
+        f"| flat (numpy ids + offsets) | {m['flat_1t']:.1f} | {m['flat_2t']:.1f} |",
+        f"| arrays (one numpy array per text) | | {m['arrays_2t']:.1f} |",
+        "",
+        f"2t / 1t: flat {a['flat_2t_over_1t']:.2f}x, lists {a['lists_2t_over_1t']:.2f}x; "
+        f"flat / lists: 1 thread {a['flat_1t_over_lists_1t']:.2f}x, "
+        f"2 threads {a['flat_2t_over_lists_2t']:.2f}x (medians of per-round ratios); "
+        f"flat ids identical to the lists on {a['identical_documents']:,} of "
+        f"{a['documents']:,} documents",
+    ]
     return "\n".join(lines)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import pytest
-from codekiln import Tokenizer
+from codekiln import Tokenizer, _core
 from codekiln.quickstart import stdlib_files
 from codekiln.tokenizer.interop import (
+    GPT2_REGEX,
     ExportError,
     load_tiktoken,
     save_tiktoken,
@@ -57,7 +59,9 @@ def check_same_ids(tok: Tokenizer, hf, tt, text: str) -> None:  # type: ignore[n
     assert tt.encode(text, disallowed_special=()) == want
     allowed = {"<|endoftext|>", "<|pad|>"}
     with_specials = tok.encode(text, allowed_special=allowed)
-    assert tt.encode(text, allowed_special=allowed) == with_specials
+    assert tt.encode(text, allowed_special=allowed, disallowed_special=()) == with_specials
+    # Issue 13: literal "<N>" with allowed_special="all" is id 10 in both.
+    assert tt.encode(text, allowed_special="all") == tok.encode(text, allowed_special="all")
 
 
 @SETTINGS
@@ -92,13 +96,27 @@ def test_special_tokens_keep_their_ids(trio) -> None:  # type: ignore[no-untyped
     for name, i in tok.special_tokens.items():
         if name == "<N>":
             assert i == 10 and hf.id_to_token(10) == "Ċ"
-            assert name not in tt.special_tokens_set
+            assert tt.encode_single_token(name) == 10 and tt.decode([10]) == "\n"
         else:
             assert hf.token_to_id(name) == i
             assert tt.encode_single_token(name) == i
     assert hf.get_vocab_size() == tok.vocab_size
     assert tt.n_vocab == tok.vocab_size
     assert hf.encode_special_tokens is True
+
+
+def test_gpt2_pattern_exports_the_standard_gpt2_layout(trio) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 part 3: tokie does not run a tokenizer.json's regex, it recognises layouts;
+    the gpt2 pattern without <N> is exported in GPT-2's own layout (plain ByteLevel), the one
+    layout it can read as what it is. The ids stay exact (the other tests of this trio)."""
+    tok, hf, _ = trio
+    pre = json.loads(hf.to_str())["pre_tokenizer"]
+    assert _core.pattern_regex("gpt2", False) == GPT2_REGEX
+    if (tok.pattern, tok.newline) == ("gpt2", None):
+        assert pre == {**pre, "type": "ByteLevel", "use_regex": True, "add_prefix_space": False}
+    else:
+        assert pre["type"] == "Sequence"
+        assert pre["pretokenizers"][0]["pattern"] == {"Regex": tok.pattern_regex}
 
 
 @pytest.mark.parametrize("newline", ["<N>", None])
@@ -131,6 +149,28 @@ def test_tiktoken_files_round_trip(tmp_path: pathlib.Path, sample_texts: list[st
     text = sample_texts[3][:5000]
     assert enc.encode_ordinary(text) == tok.encode(text)
     assert enc.n_vocab == tok.vocab_size
+    marked = "a<N>b\n<|endoftext|>"
+    assert enc.encode(marked, allowed_special="all") == tok.encode(marked, allowed_special="all")
+
+
+@pytest.mark.parametrize("newline", ["<N>", None])
+def test_tiktoken_literal_newline_token_parity(newline: str | None) -> None:
+    """Issue 13: with allowed_special="all" codekiln turned literal "<N>" into id 10 while the
+    tiktoken export spelled it out as "<", "N", ">"."""
+    tok = Tokenizer.train(["x = Vec<N>\n"] * 4, vocab_size=262, newline=newline, progress=False)
+    tt = to_tiktoken(tok)
+    for text in ["Vec<N>\n", "<N><N>", "a<N<N>>", "<|endoftext|><N>"]:
+        for allowed in ("all", {"<|endoftext|>"}):
+            want = tok.encode(text, allowed_special=allowed)
+            assert tt.encode(text, allowed_special=allowed, disallowed_special=()) == want
+        assert tt.encode_ordinary(text) == tok.encode(text)
+    if newline == "<N>":
+        assert tok.encode("<N>", allowed_special="all") == [10]
+        assert tt.encode("<N>", allowed_special={"<N>"}) == [10]
+        with pytest.raises(ValueError, match="disallowed special token"):
+            tt.encode("Vec<N>")  # tiktoken's check, documented in codekiln.tokenizer.interop
+    else:
+        assert "<N>" not in tt.special_tokens_set
 
 
 @st.composite

@@ -53,6 +53,7 @@ def test_doctests() -> None:
     import codekiln.corpus
     import codekiln.tokenizer.core
     import codekiln.tokenizer.format
+    import codekiln.tokenizer.ids
     import codekiln.tokenizer.stats
 
     modules = (
@@ -62,6 +63,7 @@ def test_doctests() -> None:
         codekiln._threads,
         codekiln._readers,
         codekiln.tokenizer.format,
+        codekiln.tokenizer.ids,
     )
     for module in modules:
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import pathlib
+import subprocess
+import sys
 
 import pytest
 import reference_bpe as ref
@@ -186,6 +188,37 @@ def test_argument_errors() -> None:
         train(TEXTS, pattern="rust")
     with pytest.raises(ValueError, match="text_field"):
         train(TEXTS, text_field="")
+
+
+def test_huge_vocab_size_is_a_clear_error_not_an_abort(tmp_path: pathlib.Path) -> None:
+    """Issue 13: vocab_size=2**32 aborted the interpreter (Rust allocated room for 2**32 merges
+    up front). Sizes above the 32-bit id range are refused before anything is read; the
+    largest allowed one trains (into a small vocabulary) instead of aborting. The runs that
+    aborted are in a child process so that a regression fails this test, not the session."""
+    for bad in (2**32, 2**64):
+        with pytest.raises(ValueError, match=r"vocab_size=\d+ is too large.*4,294,967,295"):
+            train(TEXTS, vocab_size=bad)
+    largest = (
+        "import warnings; from codekiln import Tokenizer\n"
+        "with warnings.catch_warnings(record=True):\n"
+        "    warnings.simplefilter('always')\n"
+        f"    tok = Tokenizer.train({TEXTS!r}, vocab_size=2**32 - 1, progress=False)\n"
+        "print(tok.vocab_size)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", largest], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert 257 < int(run.stdout) < 1000
+    src = tmp_path / "a.py"
+    src.write_text(TEXTS[0])
+    cli = [sys.executable, "-m", "codekiln", "tokenizer", "train", "--input", str(src)]
+    run = subprocess.run(
+        [*cli, "--vocab-size", str(2**32), "--out", str(tmp_path / "t.json"), "--no-progress"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "vocab_size=4294967296 is too large" in run.stderr
+    assert not (tmp_path / "t.json").exists()
 
 
 def test_smallest_vocab_learns_no_merges() -> None:

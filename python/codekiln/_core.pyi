@@ -174,8 +174,15 @@ class Encoder:
     def encode_batch(
         self, texts: Sequence[str], allowed_special: Sequence[str], num_threads: int
     ) -> list[list[int]]: ...
+    def encode_batch_flat(
+        self, texts: Sequence[str], allowed_special: Sequence[str], num_threads: int
+    ) -> tuple[bytearray, bytearray]:
+        """Every text's ids in one buffer: ``(ids, offsets)`` as native-endian ``u32`` ids and
+        ``len(texts) + 1`` ``u64`` offsets, for ``numpy.frombuffer`` (no Python ints)."""
     def decode_bytes(self, ids: Sequence[int]) -> bytes:
         """Concatenate the bytes of the tokens; ``ValueError`` names the first unknown id."""
+    def decode_bytes_u32(self, data: bytes) -> bytes:
+        """:meth:`decode_bytes` of ids packed as native-endian ``u32`` (a numpy buffer)."""
     def token_bytes(self, id: int) -> bytes: ...
 
 # ---- data pipeline (rust/pack/, rust/clean/; public API in codekiln.data) ----

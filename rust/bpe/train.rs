@@ -494,7 +494,8 @@ pub fn learn_merges(
         .filter(|(_, s)| s.count > 0)
         .map(|(&p, s)| entry(p, s.count))
         .collect();
-    let mut merges: Vec<(u32, u32)> = Vec::with_capacity(num_merges);
+    // A capacity hint only: `num_merges` comes from the user (2**32 must not abort).
+    let mut merges: Vec<(u32, u32)> = Vec::with_capacity(num_merges.min(pairs.len()));
     let min_count = min_frequency.max(1) as i64;
     words.offsets = Vec::new();
     let ptr = WordsPtr(words.data.as_mut_ptr());

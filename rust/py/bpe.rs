@@ -8,7 +8,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString};
 
 use super::{convert, run, threads, Callback};
 use crate::bpe::encode::{Encoder as RsEncoder, SpecialMatcher};
@@ -283,6 +283,43 @@ impl Encoder {
         Ok(out)
     }
 
+    /// Encode on the pool (GIL released) into one flat id buffer: returns
+    /// `(ids, offsets)` as two `bytearray`s holding native-endian `u32` ids and `u64`
+    /// offsets (`len(texts) + 1` of them), for `numpy.frombuffer` without Python ints.
+    fn encode_batch_flat<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<PyBackedStr>,
+        allowed_special: Vec<String>,
+        num_threads: usize,
+    ) -> PyResult<(Bound<'py, PyByteArray>, Bound<'py, PyByteArray>)> {
+        let n = threads(num_threads)?;
+        let m = self.matcher(&allowed_special)?;
+        let refs: Vec<&str> = texts.iter().map(|t| &**t).collect();
+        let (ids, offsets) = run(py, || {
+            Ok(self.inner.encode_batch_flat(&refs, m.as_ref(), n))
+        })?;
+        Ok((
+            PyByteArray::new(py, as_bytes(&ids)),
+            PyByteArray::new(py, as_bytes(&offsets)),
+        ))
+    }
+
+    /// `decode_bytes` for ids packed as native-endian `u32` (a numpy array's buffer).
+    fn decode_bytes_u32<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        if !data.len().is_multiple_of(4) {
+            return Err(PyValueError::new_err(format!(
+                "a buffer of u32 ids must have a multiple of 4 bytes, got {}",
+                data.len()
+            )));
+        }
+        let ids: Vec<u32> = data
+            .chunks_exact(4)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        self.decode_bytes(py, ids)
+    }
+
     fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
         let bytes = self
             .inner
@@ -298,6 +335,13 @@ impl Encoder {
             .ok_or_else(|| self.unknown_id(id))?;
         Ok(PyBytes::new(py, b))
     }
+}
+
+/// The bytes of a slice of plain integers (native endian), for handing to numpy.
+fn as_bytes<T: Copy + Into<u64>>(v: &[T]) -> &[u8] {
+    // SAFETY: `T` is u32 or u64 here (plain integers: no padding, every byte initialised),
+    // and the returned slice borrows `v` for its lifetime.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, overload
+
+import numpy as np
 
 from codekiln import _core, corpus
 from codekiln._io import atomic_write
@@ -27,6 +30,7 @@ from codekiln.tokenizer.format import (
     ENDOFTEXT,
     FORMAT_NAME,
     FORMAT_VERSION,
+    MAX_VOCAB_SIZE,
     NEWLINE_ID,
     NEWLINE_TOKEN,
     TokenizerFileError,
@@ -35,6 +39,7 @@ from codekiln.tokenizer.format import (
     parse_merges,
     read_json,
 )
+from codekiln.tokenizer.ids import as_id, as_id_array
 
 if TYPE_CHECKING:
     import tiktoken
@@ -214,7 +219,9 @@ class Tokenizer:
         (less memory, a slightly different tokenizer; 1, the default, keeps all).
 
         Raises ``FileNotFoundError`` for a missing input path and ``ValueError`` for a
-        ``vocab_size`` below 256 + the special tokens or a corpus without any text.
+        ``vocab_size`` below 256 + the special tokens or above :data:`MAX_VOCAB_SIZE`
+        (``2**32 - 1``: ids are 32-bit), checked before anything is read or allocated, or a
+        corpus without any text.
 
         >>> tok = Tokenizer.train(["x = 1\\n", "y = 2\\n"] * 10, vocab_size=260, progress=False)
         >>> len(tok.merges), tok.train_report["documents"]
@@ -228,6 +235,11 @@ class Tokenizer:
             raise ValueError(
                 f"vocab_size={vocab_size} is too small: it must be at least {minimum} "
                 f"(256 byte tokens + {len(others)} special token(s))"
+            )
+        if vocab_size > MAX_VOCAB_SIZE:
+            raise ValueError(
+                f"vocab_size={vocab_size} is too large: token ids are 32-bit, so it must be at "
+                f"most {MAX_VOCAB_SIZE:,} (real vocabularies are 32k-256k)"
             )
         min_frequency = _check_int("min_frequency", min_frequency, 1)
         threads = resolve_threads(num_threads)
@@ -386,14 +398,53 @@ class Tokenizer:
             return self._encoder.encode(text, allowed)
         return self._encoder.encode_ordinary(text)
 
+    @overload
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        allowed_special: Iterable[str] | str = ...,
+        num_threads: int | None = ...,
+        output: Literal["lists"] = ...,
+    ) -> list[list[int]]: ...
+    @overload
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        allowed_special: Iterable[str] | str = ...,
+        num_threads: int | None = ...,
+        output: Literal["arrays"],
+    ) -> list[np.ndarray]: ...
+    @overload
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        allowed_special: Iterable[str] | str = ...,
+        num_threads: int | None = ...,
+        output: Literal["flat"],
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
     def encode_batch(
         self,
         texts: Sequence[str],
         *,
         allowed_special: Iterable[str] | str = (),
         num_threads: int | None = None,
-    ) -> list[list[int]]:
-        """Encode many texts in parallel (GIL released); same result as :meth:`encode` each.
+        output: Literal["lists", "arrays", "flat"] = "lists",
+    ) -> list[list[int]] | list[np.ndarray] | tuple[np.ndarray, np.ndarray]:
+        """Encode many texts in parallel (GIL released); same ids as :meth:`encode` each.
+
+        ``output`` chooses the form of the result:
+
+        * ``"lists"`` (default): one ``list[int]`` per text;
+        * ``"flat"``: ``(ids, offsets)``, one ``uint32`` array of every id and an ``int64``
+          array of ``len(texts) + 1`` offsets: text ``i`` is ``ids[offsets[i]:offsets[i + 1]]``;
+        * ``"arrays"``: one ``uint32`` numpy array per text (views into one flat array).
+
+        The array forms are built in Rust without Python ints, so they scale with threads
+        (the lists are made on one thread; BENCHMARKS.md has both).
 
         ``num_threads``: ``None`` (default) is the CPUs this process may use; never more
         threads than CPUs or than texts.
@@ -401,27 +452,31 @@ class Tokenizer:
         >>> tok = Tokenizer.from_merges([], special_tokens=[])
         >>> tok.encode_batch(["a", "bc"])
         [[97], [98, 99]]
+        >>> ids, offsets = tok.encode_batch(["a", "bc"], output="flat")
+        >>> ids.tolist(), offsets.tolist()
+        ([97, 98, 99], [0, 1, 3])
+        >>> [a.tolist() for a in tok.encode_batch(["a", "bc"], output="arrays")]
+        [[97], [98, 99]]
         """
         if isinstance(texts, str):
             raise TypeError("encode_batch takes a list of texts; for one text use encode()")
+        if output not in ("lists", "arrays", "flat"):
+            raise ValueError(f"output must be 'lists', 'arrays' or 'flat', got {output!r}")
         texts = list(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] must be str, not {type(text).__name__}")
         allowed = self._allowed(allowed_special)
         threads = resolve_threads(num_threads, work_items=len(texts))
-        return self._encoder.encode_batch(texts, allowed, threads)
-
-    def _check_ids(self, ids: Iterable[int]) -> list[int]:
-        if hasattr(ids, "tolist"):  # numpy arrays, torch tensors
-            ids = ids.tolist()
-        out = list(ids)
-        for i in out:
-            if isinstance(i, bool) or not isinstance(i, int):
-                raise TypeError(f"token ids must be int, got {i!r}")
-            if not 0 <= i < self._vocab_size:
-                raise ValueError(f"unknown token id {i} (vocab_size is {self._vocab_size})")
-        return out
+        if output == "lists":
+            return self._encoder.encode_batch(texts, allowed, threads)
+        raw_ids, raw_offsets = self._encoder.encode_batch_flat(texts, allowed, threads)
+        flat = np.frombuffer(raw_ids, dtype=np.uint32)
+        offsets = np.frombuffer(raw_offsets, dtype=np.uint64).astype(np.int64)
+        if output == "flat":
+            return flat, offsets
+        bounds = offsets.tolist()
+        return [flat[a:b] for a, b in itertools.pairwise(bounds)]
 
     def core_encoder(self) -> _core.Encoder:
         """The immutable, thread-safe ``codekiln._core.Encoder`` behind this tokenizer.
@@ -430,17 +485,21 @@ class Tokenizer:
         tokenization runs in Rust without the GIL); not part of the stable API."""
         return self._encoder
 
-    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+    def decode_bytes(self, ids: Iterable[SupportsIndex] | np.ndarray) -> bytes:
         """The bytes of the tokens ``ids``; special tokens give their name's bytes.
+
+        ``ids`` is any sequence of integers (lists, tuples, numpy arrays of any integer dtype,
+        numpy integer scalars, 1-D torch tensors; see :mod:`codekiln.tokenizer.ids`).
 
         >>> Tokenizer.from_merges([], special_tokens=[]).decode_bytes([104, 105])
         b'hi'
         """
-        return self._encoder.decode_bytes(self._check_ids(ids))
+        arr = as_id_array(ids, self._vocab_size)
+        return self._encoder.decode_bytes_u32(arr.tobytes())
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def decode(self, ids: Iterable[SupportsIndex] | np.ndarray) -> str:
         """Decode ids to text; bytes that do not form valid UTF-8 (a token sequence cut inside
-        a character) become U+FFFD.
+        a character) become U+FFFD. Takes ids in any form :meth:`decode_bytes` takes.
 
         >>> tok = Tokenizer.from_merges([], special_tokens=[])
         >>> tok.decode(tok.encode("é")), tok.decode(tok.encode("é")[:1])
@@ -448,14 +507,28 @@ class Tokenizer:
         """
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
-    def token_bytes(self, id: int) -> bytes:
+    def decode_batch(self, batch: Iterable[Iterable[SupportsIndex]] | np.ndarray) -> list[str]:
+        """:meth:`decode` of each row: a list of id sequences, a 2-D numpy array or a 2-D
+        torch tensor (one text per row).
+
+        >>> Tokenizer.from_merges([], special_tokens=[]).decode_batch([[104, 105], [33]])
+        ['hi', '!']
+        """
+        if isinstance(batch, (str, bytes)):
+            raise TypeError(f"batch must be a sequence of id sequences, not {type(batch).__name__}")
+        ndim = getattr(batch, "ndim", None)
+        if ndim is not None and ndim != 2:
+            raise ValueError(f"batch must be two-dimensional (one row per text), got {ndim}-D")
+        return [self.decode(row) for row in batch]
+
+    def token_bytes(self, id: SupportsIndex) -> bytes:
         """The bytes of one token (a special token's name for specials other than ``<N>``)."""
-        [id] = self._check_ids([id])
+        id = as_id(id, self._vocab_size)
         if id in self._special_by_id:
             return self._special_by_id[id].encode("utf-8")
         return self._bytes_table[id]
 
-    def id_to_token(self, id: int) -> str:
+    def id_to_token(self, id: SupportsIndex) -> str:
         """The token's string in GPT-2 byte-level form (``" def"`` is ``"Ġdef"``, ``"\\n"`` is
         ``"Ċ"``), as in HF ``vocab.json``; a special token's name for specials.
 
@@ -463,7 +536,7 @@ class Tokenizer:
         >>> tok.id_to_token(256), tok.id_to_token(10)
         ('Ġd', 'Ċ')
         """
-        [id] = self._check_ids([id])
+        id = as_id(id, self._vocab_size)
         if id in self._special_by_id:
             return self._special_by_id[id]
         return bytes_to_token_str(self._bytes_table[id])

@@ -18,6 +18,7 @@ __all__ = [
     "ENDOFTEXT",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "MAX_VOCAB_SIZE",
     "NEWLINE_TOKEN",
     "TokenizerFileError",
     "bytes_to_token_str",
@@ -36,6 +37,8 @@ NEWLINE_TOKEN = "<N>"
 ENDOFTEXT = "<|endoftext|>"
 """The document separator (the packer requires it)."""
 NEWLINE_ID = 10
+MAX_VOCAB_SIZE = 2**32 - 1
+"""Ids are ``u32`` in the Rust core and shards, with ``2**32 - 1`` reserved (no merge)."""
 
 
 class TokenizerFileError(ValueError):

@@ -20,7 +20,14 @@ Everything here goes through the public :class:`~codekiln.Tokenizer` API (``merg
 ``special_tokens``, ``pattern_regex``, ``vocab_size``, ``fingerprint``).
 
 In ``newline="<N>"`` mode the newline token is the ordinary byte token 10 (``"Ċ"`` in HF
-form), so neither export lists ``<N>`` as a special token; the ids are the same.
+form). The HF export does not list ``<N>`` as a special token (HF has no ``allowed_special``:
+literal ``"<N>"`` text is always ordinary there, as in ``tok.encode(text)``). The tiktoken export
+lists it as the special token ``"<N>"`` with id 10 (id 10 still decodes to ``"\n"``), so that
+``encode(text, allowed_special=S)`` equals ``tok.encode(text, allowed_special=S)`` for every
+``S``, ``"all"`` and sets holding ``"<N>"`` included. The price is tiktoken's usual safety
+check: its default ``encode(text)`` raises on literal ``"<N>"`` in the text (as it does for
+``"<|endoftext|>"``); source code, where ``Vec<N>`` is ordinary text, should go through
+``encode_ordinary`` or ``disallowed_special=()``, which equal ``tok.encode(text)``.
 """
 
 from __future__ import annotations
@@ -50,6 +57,11 @@ __all__ = [
 
 TIKTOKEN_RANKS_FILE = "tokenizer.tiktoken"
 TIKTOKEN_CONFIG_FILE = "tiktoken_config.json"
+
+
+GPT2_REGEX = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+"""GPT-2's split, which HF's ``ByteLevel(use_regex=True)`` applies (``pattern="gpt2"``,
+``newline=None``)."""
 
 
 class ExportError(ValueError):
@@ -105,7 +117,8 @@ def to_huggingface(tok: Tokenizer) -> tokenizers.Tokenizer:
 
     The BPE model holds the vocabulary and merges in GPT-2 byte-level form; the pre-tokenizer
     is ``Sequence([Split(Regex(tok.pattern_regex), "isolated"), ByteLevel(add_prefix_space=False,
-    use_regex=False)])``; the decoder is ``ByteLevel``; special tokens are added as special
+    use_regex=False)])``, or plain GPT-2 ``ByteLevel(add_prefix_space=False, use_regex=True)``
+    when the pattern is GPT-2's own (``pattern="gpt2", newline=None``); the decoder is ``ByteLevel``; special tokens are added as special
     tokens and ``encode_special_tokens = True`` keeps literal special-token text ordinary (as
     ``tok.encode`` does by default).
     """
@@ -114,12 +127,17 @@ def to_huggingface(tok: Tokenizer) -> tokenizers.Tokenizer:
     vocab = {bytes_to_token_str(data): i for i, data in enumerate(table)}
     merges = [(bytes_to_token_str(table[a]), bytes_to_token_str(table[b])) for a, b in tok.merges]
     out = hf.Tokenizer(hf.models.BPE(vocab=vocab, merges=merges))
-    out.pre_tokenizer = hf.pre_tokenizers.Sequence(
-        [
-            hf.pre_tokenizers.Split(hf.Regex(tok.pattern_regex), behavior="isolated"),
-            hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    if tok.pattern_regex == GPT2_REGEX:
+        # The standard GPT-2 layout (ByteLevel splits with this very regex): readers that
+        # recognise layouts instead of running the file's regex (tokie) read it as GPT-2.
+        out.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:
+        out.pre_tokenizer = hf.pre_tokenizers.Sequence(
+            [
+                hf.pre_tokenizers.Split(hf.Regex(tok.pattern_regex), behavior="isolated"),
+                hf.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
     out.decoder = hf.decoders.ByteLevel()
     for name, i in _others(tok):
         if name in vocab:
@@ -221,21 +239,50 @@ def _tiktoken_parts(tok: Tokenizer) -> tuple[dict[bytes, int], dict[str, int]]:
             f"merge {bad} ({a}, {b}) -> {table[256 + bad]!r} is not how BPE splits those bytes, "
             "so tiktoken's rank-based merging would tokenize differently"
         )
-    return {data: i for i, data in enumerate(table)}, dict(_others(tok))
+    specials = dict(_others(tok))
+    if tok.newline == NEWLINE_TOKEN:
+        specials[NEWLINE_TOKEN] = tok.special_tokens[NEWLINE_TOKEN]
+    return {data: i for i, data in enumerate(table)}, specials
+
+
+def _encoding(
+    tiktoken: Any,
+    name: str,
+    pat_str: str,
+    ranks: dict[bytes, int],
+    specials: dict[str, int],
+    n_vocab: int,
+) -> tiktoken.Encoding:
+    # tiktoken's explicit_n_vocab check counts ids, and "<N>" shares id 10 with the byte "\n":
+    # skip it then and check the size here.
+    shared = NEWLINE_TOKEN in specials
+    enc = tiktoken.Encoding(
+        name=name,
+        pat_str=pat_str,
+        mergeable_ranks=ranks,
+        special_tokens=specials,
+        explicit_n_vocab=None if shared else n_vocab,
+    )
+    if enc.n_vocab != n_vocab:
+        raise ValueError(f"the tiktoken encoding has {enc.n_vocab} ids, expected {n_vocab}")
+    return enc
 
 
 def to_tiktoken(tok: Tokenizer) -> tiktoken.Encoding:
     """A ``tiktoken.Encoding`` with ``encode_ordinary(text) == tok.encode(text)`` for every
     text, and ``encode(text, allowed_special=S, disallowed_special=())`` equal to
-    ``tok.encode(text, allowed_special=S)`` for special tokens other than ``<N>``."""
+    ``tok.encode(text, allowed_special=S)`` for every ``S`` (``"all"`` and ``"<N>"`` too: in
+    ``<N>`` mode ``"<N>"`` is a tiktoken special token with id 10; see the module docstring
+    for what that means for tiktoken's default ``encode``)."""
     tiktoken = _need("tiktoken")
     ranks, specials = _tiktoken_parts(tok)
-    return tiktoken.Encoding(
-        name=f"codekiln-{tok.fingerprint[:12]}",
-        pat_str=tok.pattern_regex,
-        mergeable_ranks=ranks,
-        special_tokens=specials,
-        explicit_n_vocab=tok.vocab_size,
+    return _encoding(
+        tiktoken,
+        f"codekiln-{tok.fingerprint[:12]}",
+        tok.pattern_regex,
+        ranks,
+        specials,
+        tok.vocab_size,
     )
 
 
@@ -271,10 +318,11 @@ def load_tiktoken(directory: str | os.PathLike[str]) -> tiktoken.Encoding:
         for line in f:
             token, rank = line.split()
             ranks[base64.b64decode(token)] = int(rank)
-    return tiktoken.Encoding(
-        name=config["name"],
-        pat_str=config["pat_str"],
-        mergeable_ranks=ranks,
-        special_tokens=config["special_tokens"],
-        explicit_n_vocab=config["explicit_n_vocab"],
+    return _encoding(
+        tiktoken,
+        config["name"],
+        config["pat_str"],
+        ranks,
+        config["special_tokens"],
+        config["explicit_n_vocab"],
     )

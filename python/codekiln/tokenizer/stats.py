@@ -174,8 +174,7 @@ def compute_stats(
     documents = n_bytes = n_tokens = 0
     with tqdm(disable=not progress, desc="encoding", unit="doc", leave=False) as bar:
         for batch in _batches(texts):
-            encoded = tok.encode_batch(batch, num_threads=threads)
-            flat = np.fromiter((i for ids in encoded for i in ids), dtype=np.int64)
+            flat, _ = tok.encode_batch(batch, num_threads=threads, output="flat")
             counts += np.bincount(flat, minlength=tok.vocab_size)
             n_tokens += len(flat)
             documents += len(batch)
