@@ -72,7 +72,7 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     add_memory_args(p)
     p.add_argument(
         "--min-piece-count",
-        type=int,
+        type=Int(1),
         default=1,
         metavar="N",
         help="drop pieces seen fewer than N times before merging (less memory; default 1: "
@@ -96,7 +96,7 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     )
     p.add_argument(
         "--ray-task-threads",
-        type=int,
+        type=Int(1),
         default=1,
         metavar="N",
         help="with --ray: threads (Ray CPUs) per counting task (default 1)",
@@ -115,7 +115,7 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("--out", required=True, metavar="FILE", help="count file to write")
     p.add_argument("--pattern", default="code", choices=["code", "gpt2"])
     p.add_argument("--newline", default="<N>", choices=["<N>", "none"])
-    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
+    p.add_argument("--threads", type=Int(), default=None, metavar="N", help=THREADS_HELP)
     p.add_argument("--text-field", default="content", metavar="F", help="JSONL text field")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_memory_args(p)
