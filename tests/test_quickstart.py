@@ -40,8 +40,8 @@ def test_quickstart_short_run(tmp_path: pathlib.Path, capsys: pytest.CaptureFixt
     # run again: the quickstart's own run directory is replaced, not an error
     assert main(argv) == 0
     assert "validation perplexity" in capsys.readouterr().out
-    assert main([*argv[:-1], "--batch-size", "0"]) == 1
-    assert "--batch-size must be positive" in capsys.readouterr().err
+    assert main([*argv[:-1], "--batch-size", "0"]) == 2  # a usage error naming the flag
+    assert "argument --batch-size: must be an integer in [1," in capsys.readouterr().err
 
 
 @pytest.mark.slow
