@@ -130,12 +130,38 @@ pub(crate) fn name_kind(name: &[u8]) -> Option<Kind> {
     } else {
         return None;
     };
-    let holder = lower
-        .split(|&c| c == b'_')
-        .filter(|p| !p.is_empty())
-        .skip(1)
-        .any(|p| NOT_A_HOLDER.iter().any(|w| w.as_bytes() == p) || p == b"hashers");
-    (!holder).then_some(kind)
+    let mut parts = lower.split(|&c| c == b'_').filter(|p| !p.is_empty());
+    // `ERR_PASSWDMISMATCH = "464"`, `PASSWORD_REQUIRED_MSG`: a message about a password.
+    let message = parts
+        .clone()
+        .any(|p| MESSAGE.iter().any(|w| w.as_bytes() == p));
+    parts.next();
+    let holder = parts.any(|p| NOT_A_HOLDER.iter().any(|w| w.as_bytes() == p) || p == b"hashers");
+    (!holder && !message).then_some(kind)
+}
+
+const MESSAGE: [&str; 8] = [
+    "err", "error", "msg", "message", "mismatch", "invalid", "required", "missing",
+];
+
+/// Whether the literal whose opening quote is at `q` is the first argument of a call that
+/// takes a default next: `getenv("NAME", v)`, `.get(`, `.setdefault(`, `.pop(`. Other
+/// `("password", x)` pairs are lists of names or arguments, not assignments.
+fn default_call(b: &[u8], q: usize) -> bool {
+    let mut i = q;
+    while i > 0 && q - i < 2 && b"rRbBuU".contains(&b[i - 1]) {
+        i -= 1;
+    }
+    while i > 0 && b[i - 1] == b' ' {
+        i -= 1;
+    }
+    if i == 0 || b[i - 1] != b'(' {
+        return false;
+    }
+    let head = &b[i.saturating_sub(11)..i - 1];
+    [&b"getenv"[..], b".get", b"setdefault", b".pop"]
+        .iter()
+        .any(|w| head.ends_with(w))
 }
 
 /// Every assigned secret in `text`, as content spans of its literals (or of the unquoted value).
@@ -215,7 +241,7 @@ fn operator(b: &[u8], ws: usize, we: usize) -> Option<(usize, Form)> {
             p = blanks(b, p + 1);
             (b.get(p) == Some(&b'=') && b.get(p + 1) != Some(&b'=')).then_some((p + 1, Form::Code))
         }
-        b',' if quoted => Some((p + 1, Form::Code)),
+        b',' if quoted && default_call(b, ws - 1) => Some((p + 1, Form::Code)),
         b'=' if next == b'=' => None,
         b'=' if next == b'>' => Some((p + 2, Form::Code)),
         b'=' => {
@@ -330,6 +356,10 @@ fn assignment(text: &str, ws: usize, we: usize, kind: Kind, found: &mut Vec<(usi
             q = blanks(b, q + 2);
         }
         p = q;
+    }
+    // `x = (b"user", b"password")` is a tuple, `x = ("a" "b")` a parenthesised value.
+    if paren && !parts.is_empty() && b.get(p) != Some(&b')') {
+        return;
     }
     if parts.is_empty() {
         if form == Form::Code || paren {

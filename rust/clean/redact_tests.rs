@@ -287,6 +287,13 @@ fn code_that_is_not_a_secret() {
         "p = \"$DB_PASSWORD\"\npassword = \"$DB_PW\"",
         "pwd = \"/home/user/project\"",
         "url = f\"postgresql://{user}:{password}@{host}/{db}\"",
+        // found on the corpus (precision sample): lists of names, call arguments, tuples,
+        // message constants
+        "self.askForAuth(b\"password\", b\"\\x00\" + NS(password))",
+        "d = {\"pass\": \"passphrase\", \"format\": \"sha256-base64\"}",
+        "FIELDS = ('type', 'host', 'username', 'password', 'remote_dns')",
+        "usernamePassword = (b\"iamuser\", b\"thisispassword\")",
+        "ERRORS = {\"ERR_PASSWDMISMATCH\": \"464\"}",
         "DSN = \"mysql://%(user)s:%(password)s@%(host)s/%(name)s\"",
     ] {
         assert!(kinds(t).is_empty(), "{t}: {:?}", Redactor::shared().find(t));
