@@ -241,3 +241,34 @@ def test_real_corpus_redactions_keep_python_parsing():
                 assert _parses(out), json.loads(line)["path"]
                 checked += 1
     assert checked >= 5
+
+
+FRAGMENTS = [
+    "password", "api_key", "Token", "secret", "pwd", "=", ":", ",", "(", ")", "[", "]", "+", " ",
+    "\n", "\\n", '"', "'", '"""', "f", "#", ";", "&", "?", "@", ".", "/", "://", "-----BEGIN RSA PRIVATE KEY-----",
+    "-----END RSA PRIVATE KEY-----", "MIIEowIBAAKCAQEA1234567890abcdefABCDEF", "Bearer ", "é", "日本", "иван",
+    "81", "2", "0", "x9Kq2mZp", "getenv", "$", "%", "{", "}",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=40))
+def test_any_mix_of_trigger_fragments_redacts_cleanly(parts):
+    """Random mixes of every detector's trigger characters, quotes and non-ASCII text: no
+    error, spans on character boundaries, and the text outside the spans is kept in order."""
+    text = "".join(parts)
+    data = text.encode()
+    spans = redaction_spans(text)
+    out = redact(text)[0]
+    pos, kept = 0, []
+    for s, e, _ in spans:
+        assert pos <= s < e <= len(data)
+        data[s:e].decode()  # a character boundary at both ends
+        kept.append(data[pos:s].decode())
+        pos = e
+    kept.append(data[pos:].decode())
+    rest = out
+    for piece in kept:
+        i = rest.find(piece)
+        assert i >= 0, (text, out)
+        rest = rest[i + len(piece) :]
