@@ -366,7 +366,6 @@ def main() -> None:
     p = sub.add_parser("linear")
     p.add_argument("--mb", type=float, default=2.0)
     p.add_argument("--runs", type=int, default=1)
-    p.add_argument("--out", default=None)
     args = ap.parse_args()
     {
         "labeled": labeled,
