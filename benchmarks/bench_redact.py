@@ -6,6 +6,7 @@ real corpus; time on pathological inputs.
         [--against OTHER_PYTHONPATH]
     python benchmarks/bench_redact.py linear [--mb 2]
     python benchmarks/bench_redact.py sample --corpus ../shared/corpus [--per-kind 25] [--seed 0]
+    python benchmarks/bench_redact.py parses --corpus ../shared/corpus [--files 5]
 
 ``labeled``: the cases in ``benchmarks/redact_set/`` (format in ``tune.txt``). A positive is
 *removed* when every byte of every marked secret lies inside a redaction (``redaction_spans``),
@@ -24,6 +25,11 @@ ratio of medians is reported.
 near 4 is linear time.
 
 ``sample``: prints random real-corpus redactions with context, for checking precision by hand.
+
+``parses``: counts the real-corpus files with findings that ``ast.parse`` accepts before
+redaction and rejects after (must be 0), and the private-key redactions that hold code
+characters (``()[],`` outside ``Proc-Type:``-style header lines: code between two marker
+strings).
 """
 
 from __future__ import annotations
@@ -349,13 +355,37 @@ def sample(args: argparse.Namespace) -> None:
             print("  " + item)
 
 
+def parses_after(args: argparse.Namespace) -> None:
+    import re
+
+    from codekiln.data import redact, redaction_spans
+
+    checked = broken = keys = code_in_key = 0
+    header = re.compile(rb"(?m)^[A-Za-z-]+: .*$")
+    for text in corpus_texts(pathlib.Path(args.corpus), args.files):
+        out, counts = redact(text)
+        if sum(counts.values()) and parses(text):
+            checked += 1
+            broken += not parses(out)
+        if counts["private_key"]:
+            data = text.encode()
+            for s, e, kind in redaction_spans(text):
+                if kind == "private_key":
+                    keys += 1
+                    code_in_key += any(c in header.sub(b"", data[s:e]) for c in b"()[],")
+    print(f"{checked} files with findings parsed before redaction; {broken} do not parse after")
+    print(
+        f"{keys} private-key redactions; {code_in_key} hold code characters ()[], outside headers"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("labeled")
     p.add_argument("--split", choices=["tune", "holdout", "all"], default="all")
     p.add_argument("--show", action="store_true", help="print the misses and the changed negatives")
-    for name in ("throughput", "_time", "sample"):
+    for name in ("throughput", "_time", "sample", "parses"):
         p = sub.add_parser(name)
         p.add_argument("--corpus", default=str(HERE.parent.parent / "shared" / "corpus"))
         p.add_argument("--files", type=int, default=1)
@@ -373,6 +403,7 @@ def main() -> None:
         "_time": time_once,
         "linear": linear,
         "sample": sample,
+        "parses": parses_after,
     }[args.cmd](args)
 
 
