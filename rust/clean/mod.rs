@@ -6,5 +6,9 @@ pub mod dedup;
 pub mod filters;
 pub mod neardup;
 pub mod redact;
+mod redact_assign;
 mod redact_checks;
+mod redact_pem;
+#[cfg(test)]
+mod redact_tests;
 pub mod spdx;
