@@ -42,7 +42,14 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
         "--newline",
         default="<N>",
         choices=["<N>", "none"],
-        help="'<N>': every newline is its own token (id 10); 'none': newline is a plain byte",
+        help="'<N>': the newline is the token <N> (id 10); 'none': newline is a plain byte",
+    )
+    p.add_argument(
+        "--newline-rule",
+        default="merged",
+        choices=["merged", "strict"],
+        help="with <N>: 'merged' (a newline run and the next line's indentation are one piece) "
+        "or 'strict' (every newline is a token of its own)",
     )
     p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     p.add_argument("--min-frequency", type=int, default=2, metavar="N")
@@ -112,6 +119,7 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
         vocab_size=args.vocab_size,
         pattern=args.pattern,
         newline=None if args.newline == "none" else args.newline,
+        newline_rule=args.newline_rule,
         special_tokens=specials,
         min_frequency=args.min_frequency,
         num_threads=args.threads,
@@ -202,6 +210,7 @@ def _tokenizer_info(args: argparse.Namespace) -> int:
         "merges": len(tok.merges),
         "pattern": tok.pattern,
         "newline": tok.newline,
+        "newline_rule": tok.newline_rule,
         "special_tokens": tok.special_tokens,
         "fingerprint": tok.fingerprint,
         "training": tok.train_report,
