@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--only",
-        choices=["arrays", "compression"],
+        choices=["arrays", "compression", "rules-speed"],
         default=None,
         help="arrays: only encode_batch lists vs numpy outputs, 1 vs 2 threads (needs "
         "--tokenizer); compression: only bytes per token of the newline rules vs the GPT-4 split",
@@ -378,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
         print(render_compression(results))
+        return 0
+    if args.only == "rules-speed":
+        results = bench_rules_speed(args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+        print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=1))
         return 0
     if args.only == "arrays":
         if args.tokenizer is None:
@@ -516,6 +522,53 @@ def render_compression(r: dict[str, Any]) -> str:
         secs = f"{train['seconds']:.1f}" if train else ""
         lines.append(f"| {names.get(k, k)} | {v:.3f} | {v / bpt[anchor]:.3f} | {secs} |")
     return "\n".join(lines)
+
+
+def bench_rules_speed(args: argparse.Namespace) -> dict[str, Any]:
+    """Merged vs strict ``<N>`` rule, side by side in one process, rounds interleaved: training
+    on the first ``--train-mb`` MB (``--threads`` threads) and encoding the valid shard with the
+    two tokenizers (1 thread pinned to one core, ``output="flat"``). Ratios are medians of
+    per-round ratios (merged time / strict time: below 1 is faster)."""
+    from codekiln import Tokenizer
+
+    texts = load_texts(args.corpus, "train", args.train_mb)
+    valid = load_texts(args.corpus, "valid", None)
+    rules = ["strict", "merged"]
+    train_s: dict[str, list[float]] = {r: [] for r in rules}
+    encode_s: dict[str, list[float]] = {r: [] for r in rules}
+    toks: dict[str, Tokenizer] = {}
+    for _ in range(args.train_runs):
+        for rule in rules:
+            t0 = time.perf_counter()
+            toks[rule] = Tokenizer.train(
+                texts,
+                vocab_size=args.vocab,
+                newline_rule=rule,
+                num_threads=args.threads,
+                progress=False,
+            )
+            train_s[rule].append(time.perf_counter() - t0)
+    one = {min(os.sched_getaffinity(0))}
+    with pinned(one):
+        for _ in range(args.runs):
+            for rule in rules:
+                t0 = time.perf_counter()
+                toks[rule].encode_batch(valid, num_threads=1, output="flat")
+                encode_s[rule].append(time.perf_counter() - t0)
+    mb = nbytes(valid) / 1e6
+
+    def ratio(d: dict[str, list[float]]) -> float:
+        return statistics.median(m / s for m, s in zip(d["merged"], d["strict"]))
+
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "train_mb": nbytes(texts) / 1e6,
+        "train_seconds_median": {r: statistics.median(v) for r, v in train_s.items()},
+        "train_merged_over_strict": ratio(train_s),
+        "encode_mb_per_s_1t": {r: mb / statistics.median(v) for r, v in encode_s.items()},
+        "encode_merged_over_strict": ratio(encode_s),
+        "runs": {"train": train_s, "encode": encode_s},
+    }
 
 
 def render(r: dict[str, Any]) -> str:
