@@ -6,13 +6,20 @@ Measures, on ``../shared/corpus`` (gzipped JSON lines, CodeParrot schema):
   ``--vocab`` tokens: codekiln vs HF tokenizers' BpeTrainer (ByteLevel) vs rustbpe;
 * single-thread and two-thread encoding throughput on the valid shard: codekiln vs tiktoken
   (same merges via ``to_tiktoken()``), HF tokenizers (same merges via ``to_huggingface()``),
-  and tokie (loading the exported tokenizer.json) where it can load it;
+  and tokie (loading the exported tokenizer.json) where it is installed; every anchor row
+  states how many valid documents it encoded to exactly our ids, and an anchor that is not
+  exact on every document gets "not comparable" instead of a speed;
 * bytes per token on the valid shard: codekiln's ``code`` and ``gpt2`` patterns vs a
   tokenizer trained by rustbpe on the same text with the GPT-4 (cl100k) split;
 * exact parity: tiktoken and HF ids equal codekiln's on every valid document, both newline
   modes;
 * pathological inputs (1 MB of one character, of spaces, one 1 MB line): encode time grows
   about linearly (compared with 1/8 of the input).
+
+``--only compression`` trains only the newline rules (merged/strict ``<N>``, ``newline=None``),
+the gpt2 pattern and the GPT-4-split anchor (rustbpe, or HF's BpeTrainer with the GPT-4 split
+where rustbpe is not installed) and reports bytes per token; ``--only arrays --tokenizer F``
+times ``encode_batch``'s list and numpy outputs on 1 and 2 threads.
 
 Every figure is the median of ``--runs`` runs. Training runs each happen in a fresh process so
 peak RSS is comparable (reported as the growth over the process's RSS after loading the text).
@@ -90,13 +97,15 @@ def _train_child(kind: str, corpus: str, train_mb: float, vocab: int, threads: i
     if kind.startswith("codekiln"):
         from codekiln import Tokenizer
 
-        pattern = "gpt2" if kind == "codekiln-gpt2" else "code"
+        pattern = "gpt2" if kind.startswith("codekiln-gpt2") else "code"
         newline = None if kind == "codekiln-nonl" else "<N>"
+        rule = "strict" if kind.endswith("-strict") else "merged"
         tok = Tokenizer.train(
             texts,
             vocab_size=vocab,
             pattern=pattern,
             newline=newline,
+            newline_rule=rule,
             num_threads=threads,
             progress=False,
         )
@@ -117,6 +126,28 @@ def _train_child(kind: str, corpus: str, train_mb: float, vocab: int, threads: i
         )
         tok.train_from_iterator(texts, trainer)
         dt = time.perf_counter() - t0
+    elif kind == "hf-gpt4-split":
+        # The GPT-4 (cl100k) split trained by HF's BpeTrainer: the GPT-4-split anchor where
+        # rustbpe is not installed (same split, same data; BPE's tie-breaks differ).
+        from tokenizers import Regex, models, pre_tokenizers, trainers
+        from tokenizers import Tokenizer as HFTokenizer
+
+        tok = HFTokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(GPT4_SPLIT), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab,
+            min_frequency=2,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
+        tok.train_from_iterator(texts, trainer)
+        dt = time.perf_counter() - t0
+        tok.save(out)
     elif kind == "rustbpe":
         import rustbpe
 
@@ -328,9 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--only",
-        choices=["arrays"],
+        choices=["arrays", "compression", "rules-speed"],
         default=None,
-        help="arrays: only encode_batch lists vs numpy outputs, 1 vs 2 threads (needs --tokenizer)",
+        help="arrays: only encode_batch lists vs numpy outputs, 1 vs 2 threads (needs "
+        "--tokenizer); compression: only bytes per token of the newline rules vs the GPT-4 split",
     )
     ap.add_argument("--tokenizer", type=pathlib.Path, help="a saved tokenizer for --only")
     ap.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks/results/tokenizer.json")
@@ -341,6 +373,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from codekiln import Tokenizer
 
+    if args.only == "compression":
+        results = bench_compression(args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+        print(render_compression(results))
+        return 0
+    if args.only == "rules-speed":
+        results = bench_rules_speed(args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+        print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=1))
+        return 0
     if args.only == "arrays":
         if args.tokenizer is None:
             ap.error("--only arrays needs --tokenizer FILE")
@@ -405,6 +449,126 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(results, indent=2))
     print(render(results))
     return 0
+
+
+COMPRESSION_KINDS = ["codekiln", "codekiln-strict", "codekiln-nonl", "codekiln-gpt2"]
+
+
+def bench_compression(args: argparse.Namespace) -> dict[str, Any]:
+    """Bytes per token on the valid shard (never trained on) of tokenizers trained on the same
+    first ``--train-mb`` MB at ``--vocab``: codekiln's default (merged <N>), the strict <N>
+    rule, newline=None, the gpt2 pattern, and the GPT-4 split (rustbpe, else HF BpeTrainer).
+    Each trained once in a fresh process (``--train-runs`` runs for the training times)."""
+    import tiktoken
+    from codekiln import Tokenizer
+
+    valid = load_texts(args.corpus, "valid", None)
+    total = nbytes(valid)
+    try:
+        import rustbpe  # noqa: F401
+
+        anchor = "rustbpe"
+    except ImportError:
+        anchor = "hf-gpt4-split"
+    out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "anchor": anchor, "train": {}}
+    bpt: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in [*COMPRESSION_KINDS, anchor]:
+            path = os.path.join(tmp, kind + ".json")
+            out["train"][kind] = run_training(kind, args, path)
+            if kind == "rustbpe":
+                bpt[kind] = bytes_per_token_rustbpe(path, valid)
+            elif kind == "hf-gpt4-split":
+                from tokenizers import Tokenizer as HFTokenizer
+
+                hf = HFTokenizer.from_file(path)
+                toks = sum(len(e.ids) for e in hf.encode_batch(valid, add_special_tokens=False))
+                bpt[kind] = total / toks
+            else:
+                tok = Tokenizer.load(path)
+                flat, _ = tok.encode_batch(valid, output="flat")
+                bpt[kind] = total / len(flat)
+                assert tok.decode(flat) == "".join(valid), kind  # decode stays exact
+    try:  # the 100k-vocabulary reference, if tiktoken has it cached (no network at run time)
+        enc = tiktoken.get_encoding("cl100k_base")
+        bpt["cl100k_base (100k vocab)"] = total / sum(
+            map(len, enc.encode_ordinary_batch(valid, num_threads=2))
+        )
+    except Exception as e:
+        out["cl100k_error"] = f"{type(e).__name__}: {e}"[:200]
+    out["bytes_per_token"] = bpt
+    out["valid_bytes"] = total
+    out["documents"] = len(valid)
+    return out
+
+
+def render_compression(r: dict[str, Any]) -> str:
+    bpt, anchor = r["bytes_per_token"], r["anchor"]
+    names = {
+        "codekiln": "codekiln code, <N> merged (default)",
+        "codekiln-strict": "codekiln code, <N> strict",
+        "codekiln-nonl": "codekiln code, newline=None",
+        "codekiln-gpt2": "codekiln gpt2, <N> merged",
+        "rustbpe": "GPT-4 split (rustbpe)",
+        "hf-gpt4-split": "GPT-4 split (HF BpeTrainer)",
+    }
+    lines = [
+        "",
+        "| tokenizer (valid shard) | bytes per token | vs GPT-4 split | training s |",
+        "|---|---|---|---|",
+    ]
+    for k, v in bpt.items():
+        train = r["train"].get(k)
+        secs = f"{train['seconds']:.1f}" if train else ""
+        lines.append(f"| {names.get(k, k)} | {v:.3f} | {v / bpt[anchor]:.3f} | {secs} |")
+    return "\n".join(lines)
+
+
+def bench_rules_speed(args: argparse.Namespace) -> dict[str, Any]:
+    """Merged vs strict ``<N>`` rule, side by side in one process, rounds interleaved: training
+    on the first ``--train-mb`` MB (``--threads`` threads) and encoding the valid shard with the
+    two tokenizers (1 thread pinned to one core, ``output="flat"``). Ratios are medians of
+    per-round ratios (merged time / strict time: below 1 is faster)."""
+    from codekiln import Tokenizer
+
+    texts = load_texts(args.corpus, "train", args.train_mb)
+    valid = load_texts(args.corpus, "valid", None)
+    rules = ["strict", "merged"]
+    train_s: dict[str, list[float]] = {r: [] for r in rules}
+    encode_s: dict[str, list[float]] = {r: [] for r in rules}
+    toks: dict[str, Tokenizer] = {}
+    for _ in range(args.train_runs):
+        for rule in rules:
+            t0 = time.perf_counter()
+            toks[rule] = Tokenizer.train(
+                texts,
+                vocab_size=args.vocab,
+                newline_rule=rule,
+                num_threads=args.threads,
+                progress=False,
+            )
+            train_s[rule].append(time.perf_counter() - t0)
+    one = {min(os.sched_getaffinity(0))}
+    with pinned(one):
+        for _ in range(args.runs):
+            for rule in rules:
+                t0 = time.perf_counter()
+                toks[rule].encode_batch(valid, num_threads=1, output="flat")
+                encode_s[rule].append(time.perf_counter() - t0)
+    mb = nbytes(valid) / 1e6
+
+    def ratio(d: dict[str, list[float]]) -> float:
+        return statistics.median(m / s for m, s in zip(d["merged"], d["strict"]))
+
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "train_mb": nbytes(texts) / 1e6,
+        "train_seconds_median": {r: statistics.median(v) for r, v in train_s.items()},
+        "train_merged_over_strict": ratio(train_s),
+        "encode_mb_per_s_1t": {r: mb / statistics.median(v) for r, v in encode_s.items()},
+        "encode_merged_over_strict": ratio(encode_s),
+        "runs": {"train": train_s, "encode": encode_s},
+    }
 
 
 def render(r: dict[str, Any]) -> str:

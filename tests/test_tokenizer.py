@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import doctest
+import functools
 import pickle
 
 import codekiln
 import codekiln.tokenizer
 import numpy as np
 import pytest
-from codekiln import Tokenizer
+import reference_bpe as ref
+from codekiln import Tokenizer, _core
 from codekiln.tokenizer import bytes_to_token_str, bytes_to_unicode, token_str_to_bytes
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -41,6 +43,13 @@ def tok(request: pytest.FixtureRequest) -> Tokenizer:
 @pytest.fixture(scope="module")
 def code_tok() -> Tokenizer:
     return Tokenizer.train(CORPUS, vocab_size=330, min_frequency=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def strict_tok() -> Tokenizer:
+    return Tokenizer.train(
+        CORPUS, vocab_size=330, min_frequency=1, newline_rule="strict", progress=False
+    )
 
 
 def test_public_import() -> None:
@@ -100,18 +109,45 @@ def test_round_trip(tok: Tokenizer, text: str) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(text=any_text)
-def test_newline_mode_every_newline_is_id_10(code_tok: Tokenizer, text: str) -> None:
-    ids = code_tok.encode(text)
+def test_strict_rule_every_newline_is_id_10(strict_tok: Tokenizer, text: str) -> None:
+    ids = strict_tok.encode(text)
     assert ids.count(10) == text.count("\n")
     for i in ids:
-        assert i == 10 or b"\n" not in code_tok.token_bytes(i)
+        assert i == 10 or b"\n" not in strict_tok.token_bytes(i)
 
 
-def test_no_merged_token_contains_a_newline_in_newline_mode(code_tok: Tokenizer) -> None:
-    for i in range(256, 256 + len(code_tok.merges)):
-        assert b"\n" not in code_tok.token_bytes(i)
-    assert code_tok.decode([10]) == "\n"
-    assert code_tok.token_to_id("<N>") == 10
+def test_no_merged_token_contains_a_newline_with_the_strict_rule(strict_tok: Tokenizer) -> None:
+    for i in range(256, 256 + len(strict_tok.merges)):
+        assert b"\n" not in strict_tok.token_bytes(i)
+    assert strict_tok.decode([10]) == "\n"
+    assert strict_tok.token_to_id("<N>") == 10
+    assert strict_tok.newline_rule == "strict" and "strict" in repr(strict_tok)
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=any_text)
+def test_merged_rule_splits_like_newline_none_and_keeps_n(code_tok: Tokenizer, text: str) -> None:
+    """The default <N> rule (issue 12): a newline run and the next line's indentation are one
+    piece, exactly the pieces of newline=None; <N> is still id 10, decode stays exact and
+    literal "<N>" is ordinary text unless allowed."""
+    assert code_tok.newline == "<N>" and code_tok.newline_rule == "merged"
+    assert code_tok.pattern_regex == _core.pattern_regex("code", False)
+    # The newline=None scanner (checked against the regex in test_reference_bpe.py).
+    splitter = functools.partial(_core.pretokenize, pattern="code", newline=False)
+    ids = code_tok.encode(text)
+    assert code_tok.decode(ids) == text
+    assert ids == ref.encode(splitter(text), code_tok.merges)
+    want = ref.encode_with_specials(text, splitter, code_tok.merges, {"<N>": 10})
+    assert code_tok.encode(text, allowed_special=["<N>"]) == want
+
+
+def test_merged_rule_learns_newline_with_indentation(code_tok: Tokenizer) -> None:
+    ids = code_tok.encode("def f(a):\n    return a\n")
+    pieces = [code_tok.decode([i]) for i in ids]
+    assert "\n    " in pieces, pieces  # one token: the newline and the indentation after it
+    assert code_tok.special_tokens["<N>"] == 10 and code_tok.token_to_id("<N>") == 10
+    assert code_tok.encode("<N>", allowed_special="all") == [10]
+    assert 10 not in code_tok.encode("<N>")
 
 
 def test_newline_none_has_no_newline_token() -> None:

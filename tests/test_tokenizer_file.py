@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pathlib
+import pickle
 import stat
 
 import pytest
@@ -41,14 +42,22 @@ def edit(path: pathlib.Path, **changes: object) -> pathlib.Path:
 
 
 @pytest.mark.parametrize("pattern", ["code", "gpt2"])
-@pytest.mark.parametrize("newline", ["<N>", None])
-def test_round_trip(tmp_path: pathlib.Path, pattern: str, newline: str | None) -> None:
-    tok = Tokenizer.train(TEXTS, vocab_size=280, pattern=pattern, newline=newline, progress=False)
+@pytest.mark.parametrize(
+    ("newline", "rule"), [("<N>", "merged"), ("<N>", "strict"), (None, "merged")]
+)
+def test_round_trip(tmp_path: pathlib.Path, pattern: str, newline: str | None, rule: str) -> None:
+    tok = Tokenizer.train(
+        TEXTS, vocab_size=280, pattern=pattern, newline=newline, newline_rule=rule, progress=False
+    )
     tok.save(tmp_path / "t.json")
     back = Tokenizer.load(tmp_path / "t.json")
     assert back == tok
     assert back.merges == tok.merges and back.special_tokens == tok.special_tokens
-    assert back.pattern == pattern and back.newline == newline
+    assert back.pattern == pattern and back.newline == newline and back.newline_rule == rule
+    assert json.loads((tmp_path / "t.json").read_text())["version"] == (
+        2 if (newline, rule) == ("<N>", "merged") else 1
+    )
+    assert pickle.loads(pickle.dumps(tok)) == tok
     assert back.train_report == json.loads(json.dumps(tok.train_report))
     for text in TEXTS[:2]:
         assert back.encode(text) == tok.encode(text)
@@ -57,11 +66,12 @@ def test_round_trip(tmp_path: pathlib.Path, pattern: str, newline: str | None) -
 def test_file_content_is_readable_json(tok: Tokenizer, saved: pathlib.Path) -> None:
     text = saved.read_text(encoding="utf-8")
     obj = json.loads(text)
-    assert list(obj)[:8] == [
-        "format", "version", "pattern", "pattern_regex", "newline", "vocab_size",
+    assert list(obj)[:9] == [
+        "format", "version", "pattern", "pattern_regex", "newline", "newline_rule", "vocab_size",
         "special_tokens", "fingerprint",
     ]  # fmt: skip
-    assert obj["format"] == "codekiln-tokenizer" and obj["version"] == 1
+    assert obj["format"] == "codekiln-tokenizer" and obj["version"] == 2
+    assert obj["newline"] == "<N>" and obj["newline_rule"] == "merged"
     assert obj["special_tokens"] == {"<N>": 10, "<|endoftext|>": 288, "<pad>": 289}
     assert obj["vocab_size"] == 290 and len(obj["merges"]) == 32
     assert obj["training"]["documents"] == 20
@@ -74,10 +84,11 @@ def test_file_content_is_readable_json(tok: Tokenizer, saved: pathlib.Path) -> N
 def test_fingerprint_is_the_hash_of_the_canonical_content(tok: Tokenizer) -> None:
     canonical = {
         "format": "codekiln-tokenizer",
-        "version": 1,
+        "version": 2,
         "pattern": tok.pattern,
         "pattern_regex": tok.pattern_regex,
         "newline": tok.newline,
+        "newline_rule": "merged",
         "vocab_size": tok.vocab_size,
         "special_tokens": tok.special_tokens,
         "merges": [list(m) for m in tok.merges],
@@ -140,7 +151,8 @@ def test_not_utf8(saved: pathlib.Path) -> None:
     [
         ({"format": "something-else"}, "not a codekiln tokenizer file"),
         ({"format": None}, "not a codekiln tokenizer file"),
-        ({"version": 2}, "version 2 was written by a newer codekiln"),
+        ({"version": 3}, "version 3 was written by a newer codekiln"),
+        ({"newline_rule": "loose"}, "newline_rule must be one of"),
         ({"version": "1"}, "must be an int"),
         ({"version": 0}, "unsupported format version 0"),
         ({"merges": None}, "missing key 'merges'"),
@@ -195,3 +207,27 @@ def test_tokens_with_equal_bytes_are_saved_by_id(tmp_path: pathlib.Path) -> None
     assert written[:4] == ["a b", "ab c", "b c", "a bc"]
     assert written[4] == [259, 100] and written[5] == "abc d"
     assert Tokenizer.load(tmp_path / "t.json").merges == merges
+
+
+DATA = pathlib.Path(__file__).with_name("data")
+
+
+def test_a_file_saved_before_the_merged_rule_loads_and_encodes_as_before() -> None:
+    """tests/data/tokenizer_v1_code_N.json and its expected ids were written by codekiln before
+    the merged <N> rule existed (commit 1509b97): version 1, "newline": "<N>", no
+    "newline_rule". It must still mean the strict rule, with the same fingerprint and ids."""
+    expected = json.loads((DATA / "tokenizer_v1_code_N.expected.json").read_text())
+    old = Tokenizer.load(DATA / "tokenizer_v1_code_N.json")
+    assert old.newline == "<N>" and old.newline_rule == "strict"
+    assert old.fingerprint == expected["fingerprint"]
+    for text, ids, with_specials in expected["samples"]:
+        assert old.encode(text) == ids
+        assert old.encode(text, allowed_special="all") == with_specials
+        assert old.decode(ids) == text
+    # Saved again it is the same version-1 file (older codekiln can still read it).
+    again = old.to_dict()
+    assert again["version"] == 1 and "newline_rule" not in again
+    # The rule is part of the identity: the same merges under the merged rule are another
+    # tokenizer (another fingerprint), even where the ids happen to agree.
+    merged = Tokenizer.from_merges(old.merges, special_tokens=["<|endoftext|>"])
+    assert merged.fingerprint != old.fingerprint and merged.newline_rule == "merged"

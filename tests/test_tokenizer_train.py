@@ -221,6 +221,19 @@ def test_huge_vocab_size_is_a_clear_error_not_an_abort(tmp_path: pathlib.Path) -
     assert not (tmp_path / "t.json").exists()
 
 
+def test_cli_newline_rule(tmp_path: pathlib.Path) -> None:
+    from codekiln.cli import main
+
+    src = tmp_path / "a.py"
+    src.write_text(TEXTS[0] * 5)
+    args = ["tokenizer", "train", "--input", str(src), "--vocab-size", "260", "--no-progress"]
+    for extra, rule in (([], "merged"), (["--newline-rule", "strict"], "strict")):
+        out = tmp_path / f"{rule}.json"
+        assert main([*args, "--out", str(out), *extra]) == 0
+        tok = Tokenizer.load(out)
+        assert tok.newline == "<N>" and tok.newline_rule == rule
+
+
 def test_smallest_vocab_learns_no_merges() -> None:
     tok = train(TEXTS, vocab_size=257)
     assert tok.merges == [] and tok.vocab_size == 257
@@ -324,7 +337,8 @@ def test_same_merges_as_hf_bpe_trainer(stdlib_texts: list[str]) -> None:
 
 
 def test_indentation_runs_are_single_tokens(stdlib_texts: list[str]) -> None:
-    """Trained on Python, every common indentation is one token after <N>.
+    """Trained on Python with the strict <N> rule, every common indentation is one token
+    after <N> (the merged rule's newline + indentation pieces: test_tokenizer.py).
 
     The standard library indents with spaces only, so tab runs are never learned from it; a
     quarter of the files are re-indented with tabs (as tab-indented code would be) so that
@@ -338,7 +352,7 @@ def test_indentation_runs_are_single_tokens(stdlib_texts: list[str]) -> None:
         return "\n".join(out)
 
     texts = [tabify(t) if i % 4 == 0 else t for i, t in enumerate(stdlib_texts)]
-    tok = train(texts, vocab_size=4096, min_frequency=2)
+    tok = train(texts, vocab_size=4096, min_frequency=2, newline_rule="strict")
     for indent in [" " * 2, " " * 4, " " * 8, " " * 12, " " * 16, "\t", "\t\t", "\t\t\t"]:
         ids = tok.encode(f"if x:\n{indent}pass\n")
         assert tok.decode([ids[ids.index(10) + 1]]) == indent, repr(indent)

@@ -445,8 +445,14 @@ def _tokenizer_from_hf(local_dir: str, model_vocab: int) -> tuple[Tokenizer, lis
     specials = sorted(
         (t["id"], t["content"]) for t in spec.get("added_tokens", []) if t.get("special")
     )
+    # A Split regex that isolates newlines is the strict <N> rule (the merged rule exports the
+    # newline=None regex and imports as newline=None: the same ids).
     tok = Tokenizer.from_merges(
-        merges, pattern=pattern, newline=newline, special_tokens=[s for _, s in specials]
+        merges,
+        pattern=pattern,
+        newline=newline,
+        newline_rule="strict",
+        special_tokens=[s for _, s in specials],
     )
     perm += [i for i, _ in specials]
     if len(set(perm)) != len(perm) or max(perm) >= model_vocab:

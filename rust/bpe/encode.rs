@@ -47,7 +47,7 @@ pub struct Encoder {
 
 impl Encoder {
     /// Build an encoder. Special tokens other than `<N>` must take the ids right after the
-    /// merges (any order); `<N>` is only valid in `<N>` mode and must be 10.
+    /// merges (any order); `<N>` must be 10 (with or without newline isolation).
     pub fn new(
         pattern: Pattern,
         newline: bool,
@@ -70,9 +70,11 @@ impl Encoder {
                 return Err(Error::invalid("special token names must not be empty"));
             }
             if name == "<N>" {
-                if !newline || *id != b'\n' as u32 {
+                // `<N>` is the byte "\n" under another name, whether or not the pre-tokenizer
+                // isolates newlines (the "merged" rule does not).
+                if *id != b'\n' as u32 {
                     return Err(Error::invalid(format!(
-                        "special token <N> must have id 10 and needs newline mode \"<N>\" (got id {id})"
+                        "special token <N> must have id 10 (got id {id})"
                     )));
                 }
             } else {
@@ -560,7 +562,11 @@ mod tests {
             v.iter().map(|(n, i)| (n.to_string(), *i)).collect()
         };
         assert!(Encoder::new(Pattern::Code, true, &[], &s(&[("<N>", 11)])).is_err());
-        assert!(Encoder::new(Pattern::Code, false, &[], &s(&[("<N>", 10)])).is_err());
+        assert!(Encoder::new(Pattern::Code, false, &[], &s(&[("<N>", 11)])).is_err());
+        // The "merged" newline rule: <N> is id 10 while newlines merge with indentation.
+        let merged = Encoder::new(Pattern::Code, false, &[], &s(&[("<N>", 10)])).unwrap();
+        let m = merged.special_matcher(&["<N>".into()]).unwrap();
+        assert_eq!(merged.encode_with("a<N>", m.as_ref()), vec![97, 10]);
         assert!(Encoder::new(Pattern::Code, true, &[], &s(&[("<a>", 300)])).is_err());
         assert!(Encoder::new(Pattern::Code, true, &[], &s(&[("<a>", 256), ("<b>", 256)])).is_err());
     }

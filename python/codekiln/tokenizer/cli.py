@@ -55,8 +55,15 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
         "--newline",
         default=None,
         choices=["<N>", "none"],
-        help="'<N>' (default): every newline is its own token (id 10); 'none': newline is a "
+        help="'<N>' (default): the newline is the token <N> (id 10); 'none': newline is a "
         "plain byte (with --from-counts: the files' setting)",
+    )
+    p.add_argument(
+        "--newline-rule",
+        default="merged",
+        choices=["merged", "strict"],
+        help="with <N>: 'merged' (a newline run and the next line's indentation are one piece) "
+        "or 'strict' (every newline is a token of its own)",
     )
     p.add_argument("--threads", type=Int(), default=None, metavar="N", help=THREADS_HELP)
     p.add_argument("--min-frequency", type=Int(1), default=2, metavar="N")
@@ -306,6 +313,7 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
         vocab_size=args.vocab_size,
         pattern=args.pattern or "code",
         newline=None if args.newline == "none" else "<N>",
+        newline_rule=args.newline_rule,
         special_tokens=specials,
         min_frequency=args.min_frequency,
         num_threads=args.threads,
@@ -399,6 +407,7 @@ def _tokenizer_info(args: argparse.Namespace) -> int:
         "merges": len(tok.merges),
         "pattern": tok.pattern,
         "newline": tok.newline,
+        "newline_rule": tok.newline_rule,
         "special_tokens": tok.special_tokens,
         "fingerprint": tok.fingerprint,
         "training": tok.train_report,

@@ -6,7 +6,8 @@ progress bars, the file format and the documentation (``docs/tokenizer.md``).
 
 Vocabulary layout: ids 0..255 are the bytes, id ``256 + i`` is merge ``i``, then the special
 tokens other than ``<N>`` in the order given. In ``newline="<N>"`` mode ``<N>`` *is* id 10 (the
-byte ``"\\n"``) and every newline is a token of its own.
+byte ``"\\n"``); ``newline_rule`` says whether newlines merge with the indentation after them
+(``"merged"``, the default) or are always a token of their own (``"strict"``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from codekiln.tokenizer import trainer
 from codekiln.tokenizer.format import (
     ENDOFTEXT,
     FORMAT_NAME,
-    FORMAT_VERSION,
     MAX_VOCAB_SIZE,
     NEWLINE_ID,
+    NEWLINE_RULES,
     NEWLINE_TOKEN,
     TokenizerFileError,
     bytes_to_token_str,
@@ -56,11 +57,15 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return value
 
 
-def _check_config(pattern: str, newline: str | None) -> None:
+def _check_config(pattern: str, newline: str | None, newline_rule: str) -> bool:
+    """Validate; whether the pre-tokenizer isolates every newline (the strict ``<N>`` rule)."""
     if pattern not in _core.PATTERNS:
         raise ValueError(f"unknown pattern {pattern!r}; choose one of {_core.PATTERNS}")
     if newline not in (NEWLINE_TOKEN, None):
         raise ValueError(f"newline must be {NEWLINE_TOKEN!r} or None, got {newline!r}")
+    if newline_rule not in NEWLINE_RULES:
+        raise ValueError(f"newline_rule must be one of {NEWLINE_RULES}, got {newline_rule!r}")
+    return newline == NEWLINE_TOKEN and newline_rule == "strict"
 
 
 def _other_specials(special_tokens: Iterable[str], newline: str | None) -> list[str]:
@@ -98,7 +103,11 @@ class Tokenizer:
     'def add(x, y):\\n    return x + y\\n'
     >>> tok.special_tokens
     {'<N>': 10, '<|endoftext|>': 269}
-    >>> ids.count(10)  # every newline is the token <N> (id 10)
+    >>> ids.count(10)  # the first newline merged with the indentation after it
+    1
+    >>> strict = Tokenizer.train(["def add(a, b):\\n    return a + b\\n"] * 50, vocab_size=270,
+    ...                          newline_rule="strict", progress=False)
+    >>> strict.encode("def add(x, y):\\n    return x + y\\n").count(10)  # every newline alone
     2
     """
 
@@ -115,10 +124,11 @@ class Tokenizer:
         *,
         pattern: str = "code",
         newline: str | None = NEWLINE_TOKEN,
+        newline_rule: str = "merged",
         special_tokens: Iterable[str] = (ENDOFTEXT,),
     ) -> None:
         """Same as :meth:`from_merges`."""
-        _check_config(pattern, newline)
+        split_newlines = _check_config(pattern, newline, newline_rule)
         others = _other_specials(special_tokens, newline)
         checked: list[tuple[int, int]] = []
         for i, pair in enumerate(merges):
@@ -138,11 +148,12 @@ class Tokenizer:
 
         self._pattern = pattern
         self._newline = newline
+        # Recorded for <N> only: without <N> the pre-tokenizer never isolates newlines.
+        self._newline_rule = newline_rule if newline == NEWLINE_TOKEN else "merged"
+        self._split_newlines = split_newlines
         self._merges = checked
         self._specials = specials
-        self._encoder = _core.Encoder(
-            pattern, newline == NEWLINE_TOKEN, checked, list(specials.items())
-        )
+        self._encoder = _core.Encoder(pattern, split_newlines, checked, list(specials.items()))
         self._vocab_size = first_special + len(others)
         self.train_report = None
 
@@ -155,6 +166,7 @@ class Tokenizer:
         *,
         pattern: str = "code",
         newline: str | None = NEWLINE_TOKEN,
+        newline_rule: str = "merged",
         special_tokens: Iterable[str] = (ENDOFTEXT,),
     ) -> Tokenizer:
         """A tokenizer from its merge list (``merges[i] = (left_id, right_id)`` makes id 256+i).
@@ -166,7 +178,13 @@ class Tokenizer:
         >>> tok.encode("abab"), tok.vocab_size
         ([256, 256], 257)
         """
-        return cls(merges, pattern=pattern, newline=newline, special_tokens=special_tokens)
+        return cls(
+            merges,
+            pattern=pattern,
+            newline=newline,
+            newline_rule=newline_rule,
+            special_tokens=special_tokens,
+        )
 
     @classmethod
     def train(
@@ -176,6 +194,7 @@ class Tokenizer:
         vocab_size: int,
         pattern: str = "code",
         newline: str | None = NEWLINE_TOKEN,
+        newline_rule: str = "merged",
         special_tokens: Iterable[str] = (ENDOFTEXT,),
         min_frequency: int = 2,
         num_threads: int | None = None,
@@ -227,7 +246,7 @@ class Tokenizer:
         >>> len(tok.merges), tok.train_report["documents"]
         (3, 20)
         """
-        _check_config(pattern, newline)
+        split_newlines = _check_config(pattern, newline, newline_rule)
         others = _other_specials(special_tokens, newline)
         vocab_size = _check_int("vocab_size", vocab_size, 0)
         minimum = 256 + len(others)
@@ -253,7 +272,7 @@ class Tokenizer:
         merges, report = trainer.count_and_merge(
             corpus.resolve(source, include=include, exclude=exclude, text_field=text_field),
             pattern=pattern,
-            newline=newline == NEWLINE_TOKEN,
+            newline=split_newlines,
             text_field=text_field,
             num_merges=num_merges,
             min_frequency=min_frequency,
@@ -271,7 +290,13 @@ class Tokenizer:
                 UserWarning,
                 stacklevel=2,
             )
-        tok = cls(merges, pattern=pattern, newline=newline, special_tokens=others)
+        tok = cls(
+            merges,
+            pattern=pattern,
+            newline=newline,
+            newline_rule=newline_rule,
+            special_tokens=others,
+        )
         tok.train_report = report
         return tok
 
@@ -290,12 +315,19 @@ class Tokenizer:
     @property
     def pattern_regex(self) -> str:
         """The regex that splits text into pieces exactly like the Rust pre-tokenizer."""
-        return _core.pattern_regex(self._pattern, self._newline == NEWLINE_TOKEN)
+        return _core.pattern_regex(self._pattern, self._split_newlines)
 
     @property
     def newline(self) -> str | None:
-        """``"<N>"`` (each newline is its own token, id 10) or ``None`` (newline is a byte)."""
+        """``"<N>"`` (the newline is the token ``<N>``, id 10) or ``None`` (a plain byte)."""
         return self._newline
+
+    @property
+    def newline_rule(self) -> str:
+        """How newlines are split in ``<N>`` mode: ``"merged"`` (a newline run and the next
+        line's indentation are one piece, as with ``newline=None``) or ``"strict"`` (every
+        newline is a token of its own). ``"merged"`` when ``newline`` is ``None``."""
+        return self._newline_rule
 
     @property
     def special_tokens(self) -> dict[str, int]:
@@ -349,10 +381,21 @@ class Tokenizer:
         )
         return hashlib.sha256(payload.encode("ascii")).hexdigest()
 
+    def _file_version(self) -> int:
+        # Files that version 1 describes completely stay version 1 (same bytes, same
+        # fingerprint); the merged <N> rule needs version 2, so older codekiln refuses it.
+        return 2 if self._newline == NEWLINE_TOKEN and self._newline_rule == "merged" else 1
+
     def _canonical(self) -> dict[str, Any]:
+        out = self._canonical_base()
+        if out["version"] >= 2:
+            out["newline_rule"] = self._newline_rule
+        return out
+
+    def _canonical_base(self) -> dict[str, Any]:
         return {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": self._file_version(),
             "pattern": self._pattern,
             "pattern_regex": self.pattern_regex,
             "newline": self._newline,
@@ -561,7 +604,8 @@ class Tokenizer:
     def __repr__(self) -> str:
         return (
             f"Tokenizer(vocab_size={self._vocab_size}, pattern={self._pattern!r}, "
-            f"newline={self._newline!r}, special_tokens={list(self._specials)!r})"
+            f"newline={self._newline!r}, newline_rule={self._newline_rule!r}, "
+            f"special_tokens={list(self._specials)!r})"
         )
 
     def __eq__(self, other: object) -> bool:
@@ -577,12 +621,14 @@ class Tokenizer:
             "merges": self._merges,
             "pattern": self._pattern,
             "newline": self._newline,
+            "newline_rule": self._newline_rule,
             "special_tokens": list(self._special_by_id.values()),
             "train_report": self.train_report,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         report = state.pop("train_report", None)
+        state.setdefault("newline_rule", "strict")  # pickled before the rule existed
         self.__init__(state.pop("merges"), **state)  # type: ignore[misc]
         self.train_report = report
 
@@ -601,10 +647,11 @@ class Tokenizer:
                 merges.append([left, right])
         out: dict[str, Any] = {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": self._file_version(),
             "pattern": self._pattern,
             "pattern_regex": self.pattern_regex,
             "newline": self._newline,
+            **({"newline_rule": self._newline_rule} if self._file_version() >= 2 else {}),
             "vocab_size": self._vocab_size,
             "special_tokens": dict(self._specials),
             "fingerprint": self.fingerprint,
@@ -650,7 +697,15 @@ class Tokenizer:
             raise ValueError('"special_tokens" must be an object {name: id}')
         merges = parse_merges(obj["merges"])
         others = sorted((i, n) for n, i in specials.items() if n != NEWLINE_TOKEN)
-        tok = cls(merges, pattern=pattern, newline=newline, special_tokens=[n for _, n in others])
+        # Version 1 files predate the merged rule: their <N> is strict.
+        rule = obj.get("newline_rule", "strict") if obj["version"] >= 2 else "strict"
+        tok = cls(
+            merges,
+            pattern=pattern,
+            newline=newline,
+            newline_rule=rule,
+            special_tokens=[n for _, n in others],
+        )
         if tok._specials != specials:
             raise ValueError(
                 f'"special_tokens" {specials} do not follow the layout; expected {tok._specials}'

@@ -19,6 +19,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "MAX_VOCAB_SIZE",
+    "NEWLINE_RULES",
     "NEWLINE_TOKEN",
     "TokenizerFileError",
     "bytes_to_token_str",
@@ -30,13 +31,18 @@ __all__ = [
 ]
 
 FORMAT_NAME = "codekiln-tokenizer"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest version written: 2 adds ``"newline_rule"`` (written only when it is
+``"merged"`` with ``<N>``; every other tokenizer is still written as version 1)."""
 
 NEWLINE_TOKEN = "<N>"
 """In ``newline="<N>"`` mode every newline is this token, which *is* id 10 (the byte ``\\n``)."""
 ENDOFTEXT = "<|endoftext|>"
 """The document separator (the packer requires it)."""
 NEWLINE_ID = 10
+NEWLINE_RULES = ("merged", "strict")
+"""``newline_rule`` values: in ``<N>`` mode, newlines merge with the indentation after them
+(``"merged"``) or are always a token of their own (``"strict"``, the only rule of version 1)."""
 MAX_VOCAB_SIZE = 2**32 - 1
 """Ids are ``u32`` in the Rust core and shards, with ``2**32 - 1`` reserved (no merge)."""
 

@@ -118,8 +118,9 @@ def to_huggingface(tok: Tokenizer) -> tokenizers.Tokenizer:
     The BPE model holds the vocabulary and merges in GPT-2 byte-level form; the pre-tokenizer
     is ``Sequence([Split(Regex(tok.pattern_regex), "isolated"), ByteLevel(add_prefix_space=False,
     use_regex=False)])``, or plain GPT-2 ``ByteLevel(add_prefix_space=False, use_regex=True)``
-    when the pattern is GPT-2's own (``pattern="gpt2", newline=None``); the decoder is ``ByteLevel``; special tokens are added as special
-    tokens and ``encode_special_tokens = True`` keeps literal special-token text ordinary (as
+    when the split is GPT-2's own (``pattern="gpt2"``, ``newline=None`` or merged ``<N>``);
+    the decoder is ``ByteLevel``; special tokens are added as special tokens and
+    ``encode_special_tokens = True`` keeps literal special-token text ordinary (as
     ``tok.encode`` does by default).
     """
     hf = _need("tokenizers")
