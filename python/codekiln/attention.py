@@ -178,7 +178,16 @@ class KVCache:
                 f"KV cache is full: {self.length} cached + {k.size(2)} new > max_len={self.max_len}"
                 "; start a new cache (model.new_cache()) on the last block_size tokens"
             )
-        if self.k[layer] is None or self.k[layer].shape[0] != k.size(0):  # type: ignore[union-attr]
+        stored = self.k[layer]
+        if stored is not None and start > 0 and stored.shape[0] != k.size(0):
+            # Reallocating here would drop the cached positions (and attend to uninitialised
+            # memory: NaN logits), so a batch-size change mid-sequence is the caller's error.
+            raise ValueError(
+                f"KV cache holds {start} positions for a batch of {stored.shape[0]} rows, but "
+                f"layer {layer} got keys for {k.size(0)} rows; decode with the batch size of the "
+                "prefill, or reset() the cache (or take model.new_cache()) for a new batch"
+            )
+        if stored is None or stored.shape[0] != k.size(0):
             B, nh, _, hs = k.shape
             shape = (B, nh, self.max_len, hs)
             self.k[layer] = torch.empty(shape, dtype=k.dtype, device=k.device)
