@@ -38,21 +38,28 @@ def test_flop_formula(bench):
 
 
 def test_report_writers(bench, tmp_path):
-    # Synthetic rows (not measurements): the writers must lay them out, one line per shape.
+    # Synthetic rows (not measurements): the writers must lay them out, one line per shape, a
+    # column per provider (empty where one did not run: here flash-attn-3), and the best of
+    # ours over the best of the rest (naive excluded).
+    assert bench.PROVIDERS == ("triton", "triton-single-pass", "sdpa-flash", "sdpa-cudnn",
+                               "sdpa-efficient", "flash-attn-3", "naive")  # fmt: skip
+    tflops = {"triton": 3.0, "triton-single-pass": 3.3, "sdpa-flash": 2.0, "sdpa-cudnn": 2.2,
+              "sdpa-efficient": 1.5, "naive": 0.5}  # fmt: skip
     rows = [
         dict(mode=m, provider=p, head_dim=64, seq_len=t, batch=16384 // t, heads=32,
              ms=1.0, tflops=tf)
         for m in bench.MODES
         for t in (512, 1024)
-        for p, tf in zip(bench.PROVIDERS, (3.0, 2.0, 1.0))
+        for p, tf in tflops.items()
     ]  # fmt: skip
     md = tmp_path / "table.md"
     bench.write_markdown(rows, md, "**header**")
     text = md.read_text().splitlines()
     assert text[0] == "**header**"
+    assert text[2].count("|") == 4 + len(bench.PROVIDERS) + 2
     body = [line for line in text if line.startswith("| fwd |")]
-    assert body == ["| fwd | 64 | 512 | 32 x 32 | 3 | 2 | 1 | 1.50 |",
-                    "| fwd | 64 | 1024 | 16 x 32 | 3 | 2 | 1 | 1.50 |"]  # fmt: skip
+    assert body == ["| fwd | 64 | 512 | 32 x 32 | 3 | 3 | 2 | 2 | 2 |  | 0 | 1.50 |",
+                    "| fwd | 64 | 1024 | 16 x 32 | 3 | 3 | 2 | 2 | 2 |  | 0 | 1.50 |"]  # fmt: skip
     pytest.importorskip("matplotlib")
     png = tmp_path / "plot.png"
     assert bench.write_plot(rows, png, "title")
@@ -66,9 +73,13 @@ def test_kernels_compile_for_sm90_without_a_gpu():
         pytest.skip(f"triton's bundled ptxas not found at {ptxas}")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     cmd = [sys.executable, str(REPO / "kernels" / "compile_attention.py"), "--quick",
-           "--arch", "90", "--head-dim", "64", "--kernels", "fwd,dkdv,dq,pre"]  # fmt: skip
+           "--arch", "90", "--head-dim", "64", "--kernels", "fwd,dkdv,dq,bwd1,pre"]  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    lines = [line.split() for line in out.stdout.splitlines()[1:]]
-    assert {line[0] for line in lines} == {"fwd", "dkdv", "dq", "pre"}
-    assert all(line[-2] == "yes" for line in lines), out.stdout  # fits in shared memory
+    header, *lines = (line.split() for line in out.stdout.splitlines())
+    assert {line[0] for line in lines} == {"fwd", "dkdv", "dq", "bwd1", "pre"}
+    # "config" spans 3 words in the rows ("128x128 s3 w8", "-" for pre): count from the end.
+    fits, atomics = header.index("fits") - len(header), header.index("REDG") - len(header)
+    assert all(line[fits] == "yes" for line in lines), out.stdout  # fits in shared memory
+    # Only the single-pass backward reduces into dQ (atomic RED instructions in its SASS).
+    assert all((int(line[atomics]) > 0) == (line[0] == "bwd1") for line in lines), out.stdout
