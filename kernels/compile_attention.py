@@ -47,9 +47,11 @@ KERNELS = {
     "bwd1": (KJ._attn_bwd_dkdv_kernel, C._BWD_DKDV_TABLE_CUDA),
 }
 #: SASS opcodes counted (static instructions in the whole kernel): softmax arithmetic (FMUL,
-#: FFMA, MUFU = exp2/log2), selects (FSEL), tensor-core ops (HGMMA: wgmma on sm_90; HMMA: mma.sync),
-#: global reductions (REDG: the single pass's dQ atomics) and cp.async loads (LDGSTS).
-OPCODES = ("FMUL", "FFMA", "MUFU", "FSEL", "HGMMA", "HMMA", "REDG", "LDGSTS")
+#: FFMA, MUFU = exp2/log2, FMNMX = max/clamps), selects (FSEL), tensor-core ops (HGMMA: wgmma
+#: on sm_90; HMMA: mma.sync), global reductions (REDG: the single pass's dQ atomics) and
+#: cp.async loads (LDGSTS).
+LONG = False  # which variant compile_one builds (--long)
+OPCODES = ("FMUL", "FFMA", "MUFU", "FMNMX", "FSEL", "HGMMA", "HMMA", "REDG", "LDGSTS")
 
 
 def _signature(fn, dtype: str, constexprs: dict) -> tuple[dict, dict]:
@@ -105,7 +107,7 @@ def _opcode_counts(kernel) -> dict[str, int]:
 def compile_one(name, dtype, head_dim, causal, config, arch):
     fn = KERNELS[name][0] if name != "pre" else KJ._attn_bwd_preprocess_kernel
     if name == "pre":
-        constexprs = {"HEAD_DIM": head_dim, "BLOCK_M": 64}
+        constexprs = {"HEAD_DIM": head_dim, "LONG": LONG, "BLOCK_M": 64}
         warps, stages = 4, 1
     else:
         bm, bn, stages, warps = config
@@ -114,6 +116,8 @@ def compile_one(name, dtype, head_dim, causal, config, arch):
             HEAD_DIM=head_dim, CAUSAL=causal, DOT_FP32=False, PRECISION=precision,
             BLOCK_M=bm, BLOCK_N=bn,
         )  # fmt: skip
+        if "LONG" in fn.arg_names:
+            constexprs["LONG"] = LONG
         if "FUSED_DQ" in fn.arg_names:
             constexprs["FUSED_DQ"] = name == "bwd1"
     sig, attrs = _signature(fn, dtype, constexprs)
@@ -129,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head-dim", default="64,128", help="comma list of head dims")
     parser.add_argument("--kernels", default="fwd,dkdv,dq,bwd1,pre", help="comma list")
     parser.add_argument("--quick", action="store_true", help="first valid config of each only")
+    parser.add_argument(
+        "--long", action="store_true", help="the LONG variant (int64 block offsets, T*stride>=2^31)"
+    )
     args = parser.parse_args(argv)
+    global LONG
+    LONG = args.long
 
     limit = SMEM_LIMIT.get(args.arch, 99 * 1024)
     failures = 0

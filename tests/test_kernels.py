@@ -219,6 +219,17 @@ def test_scale_must_be_positive_and_finite(scale):
         K.attention(q, q, q, scale=scale)
 
 
+def test_the_int64_variant_is_chosen_only_where_offsets_can_pass_int32():
+    # Meta tensors: shapes and strides without memory.
+    def view(T, stride_t):
+        return torch.empty_strided((1, 1, T, 16), (0, 0, stride_t, 1), device="meta")
+
+    assert not A._needs_long(4096, view(4096, 3 * 2048))  # a 2048-wide model's fused qkv view
+    assert not A._needs_long(2**27 - 257, view(8, 16))  # (T + 256) * 16 < 2^31
+    assert A._needs_long(2**27 - 256, view(8, 16))
+    assert A._needs_long(260, view(8, 16), view(260, 2**23 - 64))  # the test below
+
+
 _INT64_SCRIPT = """
 import os, sys, torch
 import codekiln.kernels as K

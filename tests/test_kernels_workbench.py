@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +85,35 @@ def test_kernels_compile_for_sm90_without_a_gpu():
     assert all(line[fits] == "yes" for line in lines), out.stdout  # fits in shared memory
     # Only the single-pass backward reduces into dQ (atomic RED instructions in its SASS).
     assert all((int(line[atomics]) > 0) == (line[0] == "bwd1") for line in lines), out.stdout
+
+
+@pytest.mark.slow  # ~1 minute on 2 cores: four steps, each a fresh interpreter importing torch
+def test_gpu_check_smoke_runs_end_to_end(tmp_path):
+    # The one-shot GPU script, in its CPU smoke mode: every step at tiny size, every result file
+    # under one folder. It measures nothing; it proves the script and its steps fit together.
+    out = tmp_path / "gpu_check"
+    env = {**os.environ, "OUT": str(out)}
+    env.pop("TRITON_INTERPRET", None)  # the script sets it itself in smoke mode
+    run = subprocess.run(["bash", str(REPO / "kernels" / "gpu_check.sh"), "--smoke"], env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = (out / "summary.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in summary] == [
+        ["import", "rc=0"], ["cuda_tests", "rc=0"], ["bench_attention", "rc=0"],
+        ["bench_train", "rc=0"],
+    ]  # fmt: skip
+    assert (out / "gpu.txt").read_text().startswith("gpu: cpu-smoke")
+    assert "smoke: all passed" in (out / "bench_attention.log").read_text()
+    assert "triton-single-pass" in (out / "bench_attention.log").read_text()
+    assert json.loads((out / "bench_train.json").read_text())
+
+
+def test_gpu_check_rejects_unknown_arguments_and_a_missing_gpu(tmp_path):
+    script = str(REPO / "kernels" / "gpu_check.sh")
+    env = {**os.environ, "OUT": str(tmp_path)}
+    bad = subprocess.run(["bash", script, "--fast"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown argument '--fast'" in bad.stderr
+    if shutil.which("nvidia-smi") is None:
+        env["CODEKILN_GPU_CHECK_SMOKE"] = "0"
+        none = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
+        assert none.returncode == 2 and "no NVIDIA GPU found" in none.stderr

@@ -45,9 +45,11 @@ Decisions (see docs/model.md for the overview):
 * Autotuning is keyed on the sequence length rounded up to a power of two (``T_BUCKET``), not
   on the exact length, so a new prompt length does not re-tune; on CUDA Triton's on-disk
   tuning cache is on (``cache_results``), so a new process does not re-tune either.
-* Positions: a block's first row is offset in int64 (``T * stride`` can pass 2^31 for long
-  sequences of a wide model); offsets within a block stay int32, which needs
-  ``stride_t < 2^23`` -- the launcher copies a tensor whose row stride is larger.
+* Positions: when ``(T + 256) * stride_t`` of any operand reaches 2^31 (long sequences of a
+  wide model) the launcher compiles the ``LONG`` variant, which offsets each block's first row
+  in int64; offsets within a block stay int32, which needs ``stride_t < 2^23`` -- the launcher
+  copies a tensor whose row stride is larger. Below that, offsets are int32 as before: the
+  int64 form costs registers (see ``_tile``).
 * Causal forward and dQ programs run the longest rows first (reversed block index), as
   FlashAttention-2 does, so the short diagonal programs fill the tail of the grid.
 * The output and the gradients are allocated as ``(B, T, nh, hs)`` and returned transposed, so
@@ -128,6 +130,12 @@ _attn_bwd_dq = triton.autotune(
 #: Rows further apart than this are copied first: in-block offsets (``BLOCK * stride_t``) must
 #: fit in int32 for blocks of up to 256 rows.
 _MAX_ROW_STRIDE = 2**31 // 256
+
+
+def _needs_long(T: int, *tensors: torch.Tensor) -> bool:
+    """Whether a row offset ``(T + block) * stride_t`` of any of ``tensors`` (B, nh, T, hs) can
+    pass int32: then the kernels offset each block's first row in int64 (``LONG``)."""
+    return max((T + 256) * x.stride(2) for x in tensors) >= 2**31
 
 
 def length_bucket(T: int) -> int:
@@ -239,6 +247,7 @@ def attention_forward(
     sm_scale = _scale_or_default(scale, D)
     o = _empty_bthd(q)
     lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
+    long = _needs_long(T, q, k, v, o)
 
     def grid(meta: dict[str, Any]) -> tuple[int, int, int]:
         return (triton.cdiv(T, meta["BLOCK_M"]), H, B)
@@ -247,8 +256,8 @@ def attention_forward(
         q, k, v, o, lse,
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
         H, T, length_bucket(T), sm_scale * _LOG2E,
-        HEAD_DIM=D, CAUSAL=bool(causal), DOT_FP32=INTERPRET, PRECISION=_dot_precision(q.dtype),
-        **_LAUNCH_OPTIONS,
+        HEAD_DIM=D, LONG=long, CAUSAL=bool(causal), DOT_FP32=INTERPRET,
+        PRECISION=_dot_precision(q.dtype), **_LAUNCH_OPTIONS,
     )  # fmt: skip
     return o, lse
 
@@ -284,6 +293,8 @@ def attention_backward(
     precision = _dot_precision(q.dtype)
 
     delta = torch.empty_like(lse)
+    dk, dv = _empty_bthd(k), _empty_bthd(v)  # one layout: one set of strides
+    long = _needs_long(T, q, k, v, o, do, dk)  # dq and its fp32 buffer share dk's row stride
     pre_block = 64 if not INTERPRET else 32
     _attn_bwd_preprocess_kernel[(triton.cdiv(T, pre_block), H, B)](
         o,
@@ -294,15 +305,16 @@ def attention_backward(
         H,
         T,
         HEAD_DIM=D,
+        LONG=long,
         BLOCK_M=pre_block,
         **_LAUNCH_OPTIONS,
     )
 
-    dk, dv = _empty_bthd(k), _empty_bthd(v)  # one layout: one set of strides
     strides = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
     common = dict(
-        HEAD_DIM=D, CAUSAL=bool(causal), DOT_FP32=INTERPRET, PRECISION=precision, **_LAUNCH_OPTIONS
-    )
+        HEAD_DIM=D, LONG=long, CAUSAL=bool(causal), DOT_FP32=INTERPRET, PRECISION=precision,
+        **_LAUNCH_OPTIONS,
+    )  # fmt: skip
     bucket = length_bucket(T)
 
     def grid_n(meta: dict[str, Any]) -> tuple[int, int, int]:
