@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         table = KERNELS[name][1]
                         rule = "dkdv" if name == "bwd1" else name
-                        kept = C._pruner(rule)(C._configs(table), {}, HEAD_DIM=head_dim)
+                        kept = C._pruner(rule)(
+                            C._configs(table), {}, HEAD_DIM=head_dim, FUSED_DQ=name == "bwd1"
+                        )
                         configs = [C._key(c) for c in kept][: 1 if args.quick else None]
                     for config in configs:
                         label = "-" if config is None else "{}x{} s{} w{}".format(*config)

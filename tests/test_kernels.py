@@ -364,6 +364,13 @@ def test_block_configs_satisfy_the_causal_split():
             assert all(rule(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in kept)
             spilling = {C._key(c) for c in kept} & C._SPILLS_AT_HEAD_DIM_128[kernel]
             assert not spilling or head_dim <= 64
+        if kernel == "dkdv":  # the single pass (FUSED_DQ) drops its own spilling configs too
+            for head_dim in (64, 128):
+                fused = C._pruner("dkdv")(C._configs(table), {}, HEAD_DIM=head_dim, FUSED_DQ=True)
+                keys = {C._key(c) for c in fused}
+                assert keys and (keys & C._SPILLS_AT_HEAD_DIM_128["bwd1"] == set()) == (
+                    head_dim > 64
+                )
         # A config that breaks the rule is dropped.
         bad = (32, 64, 1, 4) if kernel != "dkdv" else (64, 32, 1, 4)
         assert C._pruner(kernel)(C._configs([bad]), {}, HEAD_DIM=64) == []
