@@ -87,7 +87,7 @@ def test_kernels_compile_for_sm90_without_a_gpu():
     assert all((int(line[atomics]) > 0) == (line[0] == "bwd1") for line in lines), out.stdout
 
 
-@pytest.mark.slow  # ~1 minute on 2 cores: four steps, each a fresh interpreter importing torch
+@pytest.mark.slow  # ~42 s of CPU: four steps, each a fresh interpreter importing torch
 def test_gpu_check_smoke_runs_end_to_end(tmp_path):
     # The one-shot GPU script, in its CPU smoke mode: every step at tiny size, every result file
     # under one folder. It measures nothing; it proves the script and its steps fit together.
