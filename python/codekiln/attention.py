@@ -155,6 +155,11 @@ def run_candidate(
     raise ValueError(f"unknown attention implementation {name!r}")
 
 
+#: (device, dtype, head dim, causal, length bucket, grad, deterministic, kernel ok) -> choice:
+#: spares each later call the device queries and the string key (once per layer and step).
+_AUTO_SEEN: dict[tuple[object, ...], str] = {}
+
+
 def _auto_choice(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> str:
     """``attention="auto"`` on CUDA: the measured winner for this call's key."""
     kernels = _kernels()
@@ -162,21 +167,28 @@ def _auto_choice(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool
     fallback = "triton" if kernel_ok else "sdpa"
     if torch.compiler.is_compiling() or torch.cuda.is_current_stream_capturing():
         return fallback  # no measuring while tracing or capturing a graph
+    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    T = q.size(-2)
+    seen = (q.device, q.dtype, q.size(-1), causal, 1 << max(0, T - 1).bit_length(), grad,
+            deterministic, kernel_ok, AUTO_CHOOSER)  # fmt: skip
+    if seen in _AUTO_SEEN:
+        return _AUTO_SEEN[seen]
     major, minor = torch.cuda.get_device_capability(q.device)
     names = candidate_names(
         kernel_ok=kernel_ok,
-        single_pass_ok=not torch.are_deterministic_algorithms_enabled(),
+        single_pass_ok=not deterministic,
         sdpa_backends=tuple(_sdpa_backends()),
         fa3_ok=major == 9 and _flash_attn_3() is not None,
     )
-    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     device = f"{torch.cuda.get_device_name(q.device)} sm_{major}{minor}"
-    key = auto_key(device, q.dtype, q.size(-1), causal, q.size(-2), grad, names)
-    hit = AUTO_CHOOSER.cached(key)
-    if hit is not None:
-        return hit
-    runners = {name: _measure_runner(name, q, causal, grad) for name in names}
-    return AUTO_CHOOSER.choose(key, runners, fallback)
+    key = auto_key(device, q.dtype, q.size(-1), causal, T, grad, names)
+    choice = AUTO_CHOOSER.cached(key)
+    if choice is None:
+        runners = {name: _measure_runner(name, q, causal, grad) for name in names}
+        choice = AUTO_CHOOSER.choose(key, runners, fallback)
+    _AUTO_SEEN[seen] = choice
+    return choice
 
 
 def _measure_runner(name: str, like: torch.Tensor, causal: bool, grad: bool) -> Callable[[], None]:
