@@ -1,15 +1,23 @@
-"""Attention workbench: TFLOP/s of codekiln's Triton kernel vs PyTorch SDPA (flash) and naive.
+"""Attention workbench: TFLOP/s of every attention implementation ``attention="auto"`` can pick.
+
+Providers, side by side: codekiln's Triton kernel with its two-kernel backward (``triton``) and
+its single-pass backward (``triton-single-pass``), PyTorch SDPA forced to its flash, cuDNN and
+memory-efficient backends, FlashAttention-3 when ``flash_attn_interface`` is installed, and the
+naive reference. A provider that cannot run a shape (not built, unsupported, out of memory)
+gets an empty cell.
 
 On CUDA: for causal bf16 attention over sequence lengths 512..16384 and head dims 64 and 128,
-first check correctness (the Triton kernel against SDPA's flash backend, output and gradients),
-then time forward, backward and forward+backward with ``triton.testing.do_bench`` and write a
-CSV, a PNG plot and a Markdown table (``--out``, default ``kernels/results``).
+first check correctness (both Triton backwards against SDPA's flash backend, output and
+gradients), then time forward, backward and forward+backward with ``triton.testing.do_bench``
+and write a CSV (row by row, so a run cut short keeps what it measured), a PNG plot and a
+Markdown table (``--out``, default ``kernels/results``).
 
 Without CUDA it says so and runs a small correctness smoke in Triton's interpreter instead.
 
     python kernels/bench_attention.py                        # the full sweep (GPU)
     python kernels/bench_attention.py --seq-lens 2048,4096 --head-dims 128 --modes fwd+bwd
     python kernels/bench_attention.py --smoke                # interpreter smoke (any machine)
+    python kernels/bench_attention.py --smoke --seq-lens 33 --head-dims 16   # tiny smoke
 
 FLOPs (the FlashAttention / Triton tutorial 06 convention): a forward pass is two matmuls of
 ``2 * B * H * T^2 * D`` FLOPs each, halved when causal; the backward counts 2.5x the forward
@@ -38,10 +46,13 @@ if not HAS_CUDA:
     # Must happen before codekiln.kernels (and so triton's @jit) is imported.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import codekiln.kernels as K  # noqa: E402
+from codekiln.attention import run_candidate  # noqa: E402
+from codekiln.attention_auto import CANDIDATES  # noqa: E402
 from codekiln.model import naive_attention  # noqa: E402
 
-PROVIDERS = ("triton", "sdpa-flash", "naive")
+PROVIDERS = (*CANDIDATES, "naive")
+#: Our kernels, checked against SDPA-flash before they are timed.
+OURS = ("triton", "triton-single-pass")
 MODES = ("fwd", "bwd", "fwd+bwd")
 
 
@@ -66,14 +77,9 @@ def _max_error(got: torch.Tensor, want: torch.Tensor) -> float:
 
 
 def _run(provider: str, q, k, v, causal: bool):
-    if provider == "triton":
-        return K.attention(q, k, v, causal=causal)
     if provider == "naive":
         return naive_attention(q, k, v, causal=causal)
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return run_candidate(provider, q, k, v, causal)
 
 
 def _forward_and_grads(provider, q, k, v, do, causal):
@@ -88,27 +94,30 @@ def _forward_and_grads(provider, q, k, v, do, causal):
 # --------------------------------------------------------------------------------------------
 
 
-def smoke() -> int:
-    """Small shapes against a float64 reference; the tests' tolerances. Returns an exit code."""
+def smoke(shapes: list[tuple[int, int, int, int]] | None = None) -> int:
+    """Both Triton backwards on small shapes against a float64 reference, with the tests'
+    tolerances. Returns an exit code."""
     device = "cuda" if HAS_CUDA else "cpu"
     tol = {torch.float32: 1e-5, torch.bfloat16: 4e-2}
     failures = 0
     torch.manual_seed(0)
     for dtype in tol:
-        for shape in [(1, 2, 100, 64), (2, 1, 129, 32)]:
+        for shape in shapes or [(1, 2, 100, 64), (2, 1, 129, 32)]:
             for causal in (True, False):
                 q, k, v, do = (torch.randn(shape, device=device, dtype=dtype) for _ in range(4))
-                got = _forward_and_grads("triton", q, k, v, do, causal)
                 q64, k64, v64 = (x.double().requires_grad_() for x in (q, k, v))
                 o64 = _reference64(q64, k64, v64, causal)
                 o64.backward(do.double())
-                errors = [
-                    _max_error(a, b) for a, b in zip(got, (o64, q64.grad, k64.grad, v64.grad))
-                ]
-                ok = max(errors) <= tol[dtype]
-                failures += not ok
-                print(f"{'ok  ' if ok else 'FAIL'} {dtype!s:14} {shape!s:16} causal={causal!s:5} "
-                      f"max err o/dq/dk/dv = {', '.join(f'{e:.1e}' for e in errors)}")  # fmt: skip
+                for provider in OURS:
+                    got = _forward_and_grads(provider, q, k, v, do, causal)
+                    errors = [
+                        _max_error(a, b) for a, b in zip(got, (o64, q64.grad, k64.grad, v64.grad))
+                    ]
+                    ok = max(errors) <= tol[dtype]
+                    failures += not ok
+                    print(f"{'ok  ' if ok else 'FAIL'} {provider:18} {dtype!s:14} {shape!s:16} "
+                          f"causal={causal!s:5} max err o/dq/dk/dv = "
+                          f"{', '.join(f'{e:.1e}' for e in errors)}")  # fmt: skip
     print("smoke:", "all passed" if not failures else f"{failures} FAILED")
     return 1 if failures else 0
 
@@ -118,16 +127,18 @@ def smoke() -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def check_correctness(B, H, T, D, causal, dtype) -> dict[str, float]:
-    """Triton vs SDPA flash (both bf16) on the benchmark shape: max errors of o, dq, dk, dv."""
+def check_correctness(provider, B, H, T, D, causal, dtype) -> dict[str, float]:
+    """``provider`` vs SDPA flash (both bf16) on the benchmark shape: max errors of o, dq, dk,
+    dv."""
     q, k, v, do = (torch.randn(B, H, T, D, device="cuda", dtype=dtype) for _ in range(4))
-    ours = _forward_and_grads("triton", q, k, v, do, causal)
+    ours = _forward_and_grads(provider, q, k, v, do, causal)
     theirs = _forward_and_grads("sdpa-flash", q, k, v, do, causal)
     return {n: _max_error(a, b) for n, a, b in zip(("o", "dq", "dk", "dv"), ours, theirs)}
 
 
 def time_ms(provider, mode, B, H, T, D, causal, dtype) -> float:
-    """Median milliseconds of one call (``nan`` when it runs out of memory)."""
+    """Median milliseconds of one call (``nan`` when the provider cannot run it: out of memory,
+    not installed, unsupported shape)."""
     from triton.testing import do_bench
 
     q, k, v = (
@@ -147,7 +158,8 @@ def time_ms(provider, mode, B, H, T, D, causal, dtype) -> float:
             fn = lambda: _run(provider, q, k, v, causal).backward(do)  # noqa: E731
         fn()
         return do_bench(fn, warmup=25, rep=100, grad_to_none=[q, k, v])
-    except torch.OutOfMemoryError:
+    except Exception as err:  # OOM, flash-attn not installed, a backend refusing the shape
+        print(f"  {mode:8} {provider:18} cannot run: {type(err).__name__}: {str(err)[:120]}")
         return float("nan")
     finally:
         torch.cuda.empty_cache()
@@ -164,22 +176,30 @@ def _git_commit() -> str:
 
 
 def write_markdown(rows: list[dict], path: Path, header: str) -> None:
+    """One line per (mode, head dim, T): TFLOP/s of every provider (empty: did not run) and
+    the best of ours over the best of the others."""
     lines = [header, ""]
     lines.append(
-        "| mode | hd | T | B x H | triton TFLOP/s | sdpa-flash TFLOP/s | naive TFLOP/s | triton / sdpa |"
+        "| mode | hd | T | B x H | "
+        + " | ".join(f"{p} TFLOP/s" for p in PROVIDERS)
+        + " | best triton / best other |"
     )
-    lines.append("|---|---:|---:|---|---:|---:|---:|---:|")  # fmt: skip
+    lines.append("|---|---:|---:|---|" + "---:|" * (len(PROVIDERS) + 1))
     keyed = {(r["mode"], r["head_dim"], r["seq_len"], r["provider"]): r for r in rows}
+    shapes = {(r["mode"], r["head_dim"], r["seq_len"]): r for r in rows}
     for mode in MODES:
-        for r in rows:
-            if r["mode"] != mode or r["provider"] != "triton":
+        for key, r in shapes.items():
+            if key[0] != mode:
                 continue
-            key = (mode, r["head_dim"], r["seq_len"])
             tf = {p: keyed.get((*key, p), {}).get("tflops", float("nan")) for p in PROVIDERS}
-            ratio = tf["triton"] / tf["sdpa-flash"] if tf["sdpa-flash"] else float("nan")
+            ours = max((tf[p] for p in OURS if not math.isnan(tf[p])), default=float("nan"))
+            others = [tf[p] for p in PROVIDERS if p not in OURS and p != "naive"]
+            best_other = max((t for t in others if not math.isnan(t)), default=float("nan"))
+            cells = " | ".join("" if math.isnan(tf[p]) else f"{tf[p]:.0f}" for p in PROVIDERS)
+            ratio = ours / best_other if best_other == best_other and best_other else float("nan")
             lines.append(
                 f"| {mode} | {r['head_dim']} | {r['seq_len']} | {r['batch']} x {r['heads']} | "
-                f"{tf['triton']:.0f} | {tf['sdpa-flash']:.0f} | {tf['naive']:.0f} | {ratio:.2f} |"
+                f"{cells} | {'' if math.isnan(ratio) else f'{ratio:.2f}'} |"
             )
     path.write_text("\n".join(lines) + "\n")
 
@@ -239,37 +259,46 @@ def bench(args: argparse.Namespace) -> int:
 
     rows: list[dict] = []
     failed = False
+    fields = ["gpu", "dtype", "causal", "mode", "provider", "head_dim", "seq_len", "batch",
+              "heads", "ms", "tflops", "commit", "date"]  # fmt: skip
+    csv_file = open(out / f"{stem}.csv", "w", newline="")  # noqa: SIM115 - written row by row
+    writer = csv.DictWriter(csv_file, fieldnames=fields)
+    writer.writeheader()
     for D in (int(x) for x in args.head_dims.split(",")):
         H = args.model_dim // D
         for T in (int(x) for x in args.seq_lens.split(",")):
             B = max(1, args.tokens // T)
-            errors = check_correctness(B, H, T, D, causal, dtype)
-            ok = max(errors.values()) <= args.tolerance
-            failed |= not ok
-            print(f"hd={D} T={T} B={B} H={H}: correctness vs sdpa-flash "
-                  f"{'ok' if ok else 'FAILED'} ({', '.join(f'{n} {e:.1e}' for n, e in errors.items())})")  # fmt: skip
-            if not ok:
-                continue  # never time a wrong kernel
+            wrong = set()
+            for provider in OURS:
+                errors = check_correctness(provider, B, H, T, D, causal, dtype)
+                ok = max(errors.values()) <= args.tolerance
+                failed |= not ok
+                if not ok:
+                    wrong.add(provider)  # never time a wrong kernel
+                print(f"hd={D} T={T} B={B} H={H}: {provider} vs sdpa-flash "
+                      f"{'ok' if ok else 'FAILED'} ({', '.join(f'{n} {e:.1e}' for n, e in errors.items())})")  # fmt: skip
             for mode in args.modes.split(","):
                 for provider in PROVIDERS:
-                    if provider == "naive" and args.naive_max_len < T:
+                    if provider in wrong or (provider == "naive" and args.naive_max_len < T):
                         continue
                     ms = time_ms(provider, mode, B, H, T, D, causal, dtype)
+                    if math.isnan(ms):
+                        continue
                     tflops = attention_flops(B, H, T, D, causal, mode) / (ms * 1e-3) / 1e12
-                    rows.append(dict(
+                    row = dict(
                         gpu=gpu, dtype=args.dtype, causal=causal, mode=mode, provider=provider,
                         head_dim=D, seq_len=T, batch=B, heads=H, ms=ms, tflops=tflops,
                         commit=commit, date=date,
-                    ))  # fmt: skip
+                    )  # fmt: skip
+                    rows.append(row)
+                    writer.writerow(row)
+                    csv_file.flush()
                     print(
-                        f"  {mode:8} {provider:11} {ms:9.3f} ms {tflops:7.1f} TFLOP/s", flush=True
+                        f"  {mode:8} {provider:18} {ms:9.3f} ms {tflops:7.1f} TFLOP/s", flush=True
                     )
+    csv_file.close()
 
     if rows:
-        with open(out / f"{stem}.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
         write_markdown(rows, out / f"{stem}.md", f"**{header}**")
         plotted = write_plot(rows, out / f"{stem}.png", header)
         print(f"wrote {out / stem}.csv, .md" + (", .png" if plotted else ""))
@@ -278,8 +307,8 @@ def bench(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seq-lens", default="512,1024,2048,4096,8192,16384")
-    parser.add_argument("--head-dims", default="64,128")
+    parser.add_argument("--seq-lens", default=None, help="default 512,1024,...,16384")
+    parser.add_argument("--head-dims", default=None, help="default 64,128")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
     parser.add_argument("--non-causal", action="store_true")
@@ -297,15 +326,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "kernels" / "results"))
     parser.add_argument("--smoke", action="store_true", help="only the small correctness smoke")
     args = parser.parse_args(argv)
+    shapes = None
+    if args.seq_lens or args.head_dims:  # the smoke at the asked sizes (B = 1, 2 heads)
+        shapes = [
+            (1, 2, int(t), int(d))
+            for d in (args.head_dims or "64").split(",")
+            for t in (args.seq_lens or "100").split(",")
+        ]
+    args.seq_lens = args.seq_lens or "512,1024,2048,4096,8192,16384"
+    args.head_dims = args.head_dims or "64,128"
 
     if not HAS_CUDA:
         print(
             f"No CUDA device on {platform.node() or 'this machine'}: timings need a GPU. "
             "Running the correctness smoke in Triton's interpreter instead (TRITON_INTERPRET=1)."
         )
-        return smoke()
+        return smoke(shapes)
     if args.smoke:
-        return smoke()
+        return smoke(shapes)
     return bench(args)
 
 

@@ -77,6 +77,51 @@ def test_greedy_past_the_block_follows_the_window_policy(tok) -> None:
     ) == [want]
 
 
+@torch.no_grad()
+def test_past_the_block_each_rebuild_drops_half_the_window(tok) -> None:
+    # Cost, counted in positions the model processes (not time): once the context is full,
+    # a rebuild prefills block // 2 tokens and buys block // 2 one-token steps, so generating n
+    # tokens processes < 2n positions after the prompt -- re-prefilling the whole window per
+    # token (nanoGPT's crop) would process ~block per token.
+    block, n = 16, 60
+    m = model(tok, seed=5, block_size=block)
+    prompt = "def f(x):\n    return"
+    want = _reference_window_greedy(m, tok, prompt, n)
+    seen: list[int] = []
+    forward = m.forward
+
+    def counting_forward(idx, *args, **kwargs):
+        seen.append(idx.size(1))
+        return forward(idx, *args, **kwargs)
+
+    m.forward = counting_forward
+    got = complete(m, tok, prompt, temperature=0, max_new_tokens=n, stop=None)
+    assert got == [tok.decode(want)] and len(want) == n  # no end-of-text: the window slides
+    prefill, rest = seen[0], seen[1:]
+    assert prefill == len(tok.encode(prompt))
+    rebuilds = [t for t in rest if t > 1]
+    assert rebuilds and set(rebuilds) == {block // 2}
+    assert len(rebuilds) <= -(-(n + prefill) // (block // 2))
+    assert sum(rest) < 2 * n
+
+
+def test_kv_cache_rejects_a_batch_size_change_mid_sequence(tok) -> None:
+    # Prefilling one row and decoding two used to reallocate the buffers silently, dropping the
+    # cached positions and attending to uninitialised memory (NaN logits).
+    m = model(tok, seed=6)
+    cache = m.new_cache()
+    with torch.no_grad():
+        m(torch.tensor([[1, 2, 3]]), cache=cache)
+        with pytest.raises(ValueError, match=r"3 positions for a batch of 1 rows.*2 rows"):
+            m(torch.tensor([[4], [5]]), cache=cache)
+        cache.reset()  # a fresh sequence may change the batch size
+        m(torch.tensor([[1, 2, 3], [1, 2, 3]]), cache=cache)
+        step, _ = m(torch.tensor([[4], [4]]), cache=cache)
+    full, _ = m(torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4]]))
+    assert torch.isfinite(step).all()
+    torch.testing.assert_close(step[:, -1], full[:, -1], atol=1e-5, rtol=1e-5)
+
+
 def test_seed_makes_sampling_reproducible(tok) -> None:
     m = model(tok, seed=3)
     a = complete(m, tok, "def f(", num_samples=4, temperature=1.0, top_p=None, seed=7)

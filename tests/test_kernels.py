@@ -12,6 +12,9 @@ import importlib
 import math
 import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -69,10 +72,11 @@ def assert_matches_reference(
     scale: float | None = None,
     do: torch.Tensor | None = None,
     tol_factor: float = 1.0,
+    deterministic: bool = True,
 ) -> torch.Tensor:
     """Run the kernel forward and backward and compare o, dq, dk, dv with the oracle."""
     q, k, v = (x.detach().requires_grad_() for x in (q, k, v))
-    o = K.attention(q, k, v, causal=causal, scale=scale)
+    o = K.attention(q, k, v, causal=causal, scale=scale, deterministic=deterministic)
     if do is None:
         do = torch.randn_like(o)
     o.backward(do)
@@ -82,7 +86,10 @@ def assert_matches_reference(
     o64.backward(do.double())
 
     tol = TOL[q.dtype] * tol_factor
-    where = f"shape={tuple(q.shape)} causal={causal} dtype={q.dtype} seed={seed}"
+    where = (
+        f"shape={tuple(q.shape)} causal={causal} dtype={q.dtype} seed={seed} "
+        f"deterministic={deterministic}"
+    )
     assert o.shape == q.shape and o.dtype == q.dtype
     for name, got, want in [
         ("o", o, o64),
@@ -154,6 +161,119 @@ def test_log_sum_exp_is_saved_in_base_2(seed):
     torch.testing.assert_close(lse2.double(), want, atol=1e-5, rtol=1e-5)
 
 
+# The single-pass backward (deterministic=False): dK, dV and dQ from one recomputation of P,
+# dQ accumulated in fp32 by atomics. Exact against the same oracle on tails, exact multiples,
+# T = 1, both masks, every dtype; the property test below draws it too.
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "full"])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 32), (2, 3, 17, 32), (2, 1, 129, 64)], ids=str)
+def test_single_pass_backward_matches_float64_reference(shape, causal, dtype, seed):
+    q, k, v = (torch.randn(shape, device=DEVICE, dtype=dtype) for _ in range(3))
+    assert_matches_reference(q, k, v, causal, seed, deterministic=False)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 50, 16), (1, 1, 70, 128)], ids=str)
+def test_single_pass_backward_head_dims_16_and_128(shape, seed):
+    q, k, v = (torch.randn(shape, device=DEVICE, dtype=torch.bfloat16) for _ in range(3))
+    for causal in (True, False):
+        assert_matches_reference(q, k, v, causal, seed, deterministic=False)
+
+
+def test_single_pass_backward_on_strided_views(seed):
+    B, T, H, D = 2, 37, 3, 32
+    qkv = torch.randn(B, T, 3, H, D, device=DEVICE)
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+    do = torch.randn(B, H, D, T, device=DEVICE).transpose(-1, -2)
+    assert_matches_reference(q, k, v, False, seed, do=do, deterministic=False)
+
+
+def test_deterministic_backward_is_bitwise_reproducible(seed):
+    q, k, v = (torch.randn(1, 2, 70, 32, device=DEVICE, requires_grad=True) for _ in range(3))
+    do = torch.randn(1, 2, 70, 32, device=DEVICE)
+    grads = []
+    for _ in range(2):
+        q.grad = k.grad = v.grad = None
+        K.attention(q, k, v, deterministic=True).backward(do)
+        grads.append([x.grad.clone() for x in (q, k, v)])
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
+def test_autotuning_key_is_the_length_bucket():
+    # Every new prompt length used to re-tune (the key held T itself).
+    assert [K.length_bucket(t) for t in (1, 2, 3, 64, 65, 1000, 1024, 1025)] == [
+        1, 2, 4, 64, 128, 1024, 1024, 2048,
+    ]  # fmt: skip
+    for tuner in (A._attn_fwd, A._attn_bwd_dkdv, A._attn_bwd_dq):
+        assert "T_BUCKET" in tuner.keys and "T" not in tuner.keys
+    assert "FUSED_DQ" in A._attn_bwd_dkdv.keys and A._attn_bwd_dkdv.reset_to_zero == ["DQ_ACC"]
+    # Triton's on-disk tuning cache: on for compiled kernels (triton turns it off interpreting).
+    assert all(t.cache_results != A.INTERPRET for t in (A._attn_fwd, A._attn_bwd_dq))
+
+
+@pytest.mark.parametrize("scale", [-0.5, float("nan"), float("inf")])
+def test_scale_must_be_positive_and_finite(scale):
+    # The unmasked blocks take the row max before scaling, which needs scale > 0.
+    q = torch.randn(1, 1, 8, 32, device=DEVICE)
+    with pytest.raises(ValueError, match="scale must be finite and > 0"):
+        K.attention(q, q, q, scale=scale)
+
+
+def test_the_int64_variant_is_chosen_only_where_offsets_can_pass_int32():
+    # Meta tensors: shapes and strides without memory.
+    def view(T, stride_t):
+        return torch.empty_strided((1, 1, T, 16), (0, 0, stride_t, 1), device="meta")
+
+    assert not A._needs_long(4096, view(4096, 3 * 2048))  # a 2048-wide model's fused qkv view
+    assert not A._needs_long(2**27 - 257, view(8, 16))  # (T + 256) * 16 < 2^31
+    assert A._needs_long(2**27 - 256, view(8, 16))
+    assert A._needs_long(260, view(8, 16), view(260, 2**23 - 64))  # the test below
+
+
+_INT64_SCRIPT = """
+import os, sys, torch
+import codekiln.kernels as K
+T, D, stride, path = 260, 16, 2**23 - 64, sys.argv[1]
+n = (T - 1) * stride + 3 * D
+with open(path, "wb") as f:
+    f.truncate(n * 2)  # sparse: only the pages of the 260 rows are ever written
+base = torch.from_file(path, shared=True, size=n, dtype=torch.float16)
+torch.manual_seed(0)
+q, k, v = (base.as_strided((1, 1, T, D), (0, 0, stride, 1), i * D) for i in range(3))
+with torch.no_grad():
+    for x in (q, k, v):
+        x.copy_(torch.randn(1, 1, T, D, dtype=torch.float16))
+q64, k64, v64 = (x.double().requires_grad_() for x in (q, k, v))
+q, k, v = (x.requires_grad_() for x in (q, k, v))
+do = torch.randn(1, 1, T, D, dtype=torch.float16)
+o = K.attention(q, k, v)
+o.backward(do)
+ref = torch.nn.functional.scaled_dot_product_attention(q64, k64, v64, is_causal=True)
+ref.backward(do.double())
+pairs = [(o, ref), (q.grad, q64.grad), (k.grad, k64.grad), (v.grad, v64.grad)]
+err = max(((a.double() - b).abs() / (1 + b.abs())).max().item() for a, b in pairs)
+print("max error", err)
+sys.exit(0 if err < 5e-3 else 1)
+"""
+
+
+@pytest.mark.slow  # ~10 s: a fresh interpreter and T = 260 in the Triton interpreter
+@pytest.mark.skipif(HAS_CUDA, reason="interpreter check; on CUDA the compiled path is used")
+def test_positions_past_2_to_the_31_elements_use_int64_offsets(tmp_path):
+    # Rows 2^23 - 64 elements apart (a view into a sparse 4.3 GB file, 1 MB really written):
+    # row 259 starts 2.17e9 elements in, past int32. The old kernels computed row * stride in
+    # int32, wrapped, and read outside the tensor (a segfault), hence the subprocess.
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(A.__file__).parents[2]), env.get("PYTHONPATH", "")]
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _INT64_SCRIPT, str(tmp_path / "sparse.bin")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, (out.returncode, out.stdout, out.stderr[-2000:])
+
+
 @settings(
     max_examples=8,
     deadline=None,
@@ -166,12 +286,13 @@ def test_log_sum_exp_is_saved_in_base_2(seed):
     T=st.integers(1, 90),
     D=st.sampled_from([16, 32, 64]),
     causal=st.booleans(),
+    deterministic=st.booleans(),
     data_seed=st.integers(0, 2**31 - 1),
 )
-def test_property_random_shapes(B, H, T, D, causal, data_seed):
+def test_property_random_shapes(B, H, T, D, causal, deterministic, data_seed):
     torch.manual_seed(data_seed)
     q, k, v = (torch.randn(B, H, T, D, device=DEVICE) for _ in range(3))
-    assert_matches_reference(q, k, v, causal, data_seed)
+    assert_matches_reference(q, k, v, causal, data_seed, deterministic=deterministic)
 
 
 def test_rows_with_only_very_negative_scores_stay_finite(seed):
@@ -186,7 +307,10 @@ def test_rows_with_only_very_negative_scores_stay_finite(seed):
     )
     v = torch.randn(1, 1, T, D, device=DEVICE)
     for causal in (False, True):
-        assert_matches_reference(q, k, v, causal, seed, scale=1.0, tol_factor=15.0)
+        for deterministic in (True, False):
+            assert_matches_reference(
+                q, k, v, causal, seed, scale=1.0, tol_factor=15.0, deterministic=deterministic
+            )
 
 
 # --- launcher checks -------------------------------------------------------------------------
@@ -240,6 +364,13 @@ def test_block_configs_satisfy_the_causal_split():
             assert all(rule(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in kept)
             spilling = {C._key(c) for c in kept} & C._SPILLS_AT_HEAD_DIM_128[kernel]
             assert not spilling or head_dim <= 64
+        if kernel == "dkdv":  # the single pass (FUSED_DQ) drops its own spilling configs too
+            for head_dim in (64, 128):
+                fused = C._pruner("dkdv")(C._configs(table), {}, HEAD_DIM=head_dim, FUSED_DQ=True)
+                keys = {C._key(c) for c in fused}
+                assert keys and (keys & C._SPILLS_AT_HEAD_DIM_128["bwd1"] == set()) == (
+                    head_dim > 64
+                )
         # A config that breaks the rule is dropped.
         bad = (32, 64, 1, 4) if kernel != "dkdv" else (64, 32, 1, 4)
         assert C._pruner(kernel)(C._configs([bad]), {}, HEAD_DIM=64) == []

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,21 +40,28 @@ def test_flop_formula(bench):
 
 
 def test_report_writers(bench, tmp_path):
-    # Synthetic rows (not measurements): the writers must lay them out, one line per shape.
+    # Synthetic rows (not measurements): the writers must lay them out, one line per shape, a
+    # column per provider (empty where one did not run: here flash-attn-3), and the best of
+    # ours over the best of the rest (naive excluded).
+    assert bench.PROVIDERS == ("triton", "triton-single-pass", "sdpa-flash", "sdpa-cudnn",
+                               "sdpa-efficient", "flash-attn-3", "naive")  # fmt: skip
+    tflops = {"triton": 3.0, "triton-single-pass": 3.3, "sdpa-flash": 2.0, "sdpa-cudnn": 2.2,
+              "sdpa-efficient": 1.5, "naive": 0.5}  # fmt: skip
     rows = [
         dict(mode=m, provider=p, head_dim=64, seq_len=t, batch=16384 // t, heads=32,
              ms=1.0, tflops=tf)
         for m in bench.MODES
         for t in (512, 1024)
-        for p, tf in zip(bench.PROVIDERS, (3.0, 2.0, 1.0))
+        for p, tf in tflops.items()
     ]  # fmt: skip
     md = tmp_path / "table.md"
     bench.write_markdown(rows, md, "**header**")
     text = md.read_text().splitlines()
     assert text[0] == "**header**"
+    assert text[2].count("|") == 4 + len(bench.PROVIDERS) + 2
     body = [line for line in text if line.startswith("| fwd |")]
-    assert body == ["| fwd | 64 | 512 | 32 x 32 | 3 | 2 | 1 | 1.50 |",
-                    "| fwd | 64 | 1024 | 16 x 32 | 3 | 2 | 1 | 1.50 |"]  # fmt: skip
+    assert body == ["| fwd | 64 | 512 | 32 x 32 | 3 | 3 | 2 | 2 | 2 |  | 0 | 1.50 |",
+                    "| fwd | 64 | 1024 | 16 x 32 | 3 | 3 | 2 | 2 | 2 |  | 0 | 1.50 |"]  # fmt: skip
     pytest.importorskip("matplotlib")
     png = tmp_path / "plot.png"
     assert bench.write_plot(rows, png, "title")
@@ -66,9 +75,45 @@ def test_kernels_compile_for_sm90_without_a_gpu():
         pytest.skip(f"triton's bundled ptxas not found at {ptxas}")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     cmd = [sys.executable, str(REPO / "kernels" / "compile_attention.py"), "--quick",
-           "--arch", "90", "--head-dim", "64", "--kernels", "fwd,dkdv,dq,pre"]  # fmt: skip
+           "--arch", "90", "--head-dim", "64", "--kernels", "fwd,dkdv,dq,bwd1,pre"]  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    lines = [line.split() for line in out.stdout.splitlines()[1:]]
-    assert {line[0] for line in lines} == {"fwd", "dkdv", "dq", "pre"}
-    assert all(line[-2] == "yes" for line in lines), out.stdout  # fits in shared memory
+    header, *lines = (line.split() for line in out.stdout.splitlines())
+    assert {line[0] for line in lines} == {"fwd", "dkdv", "dq", "bwd1", "pre"}
+    # "config" spans 3 words in the rows ("128x128 s3 w8", "-" for pre): count from the end.
+    fits, atomics = header.index("fits") - len(header), header.index("REDG") - len(header)
+    assert all(line[fits] == "yes" for line in lines), out.stdout  # fits in shared memory
+    # Only the single-pass backward reduces into dQ (atomic RED instructions in its SASS).
+    assert all((int(line[atomics]) > 0) == (line[0] == "bwd1") for line in lines), out.stdout
+
+
+@pytest.mark.slow  # ~42 s of CPU: four steps, each a fresh interpreter importing torch
+def test_gpu_check_smoke_runs_end_to_end(tmp_path):
+    # The one-shot GPU script, in its CPU smoke mode: every step at tiny size, every result file
+    # under one folder. It measures nothing; it proves the script and its steps fit together.
+    out = tmp_path / "gpu_check"
+    env = {**os.environ, "OUT": str(out)}
+    env.pop("TRITON_INTERPRET", None)  # the script sets it itself in smoke mode
+    run = subprocess.run(["bash", str(REPO / "kernels" / "gpu_check.sh"), "--smoke"], env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = (out / "summary.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in summary] == [
+        ["import", "rc=0"], ["cuda_tests", "rc=0"], ["bench_attention", "rc=0"],
+        ["bench_train", "rc=0"],
+    ]  # fmt: skip
+    assert (out / "gpu.txt").read_text().startswith("gpu: cpu-smoke")
+    assert "smoke: all passed" in (out / "bench_attention.log").read_text()
+    assert "triton-single-pass" in (out / "bench_attention.log").read_text()
+    assert json.loads((out / "bench_train.json").read_text())
+
+
+def test_gpu_check_rejects_unknown_arguments_and_a_missing_gpu(tmp_path):
+    script = str(REPO / "kernels" / "gpu_check.sh")
+    env = {**os.environ, "OUT": str(tmp_path)}
+    bad = subprocess.run(["bash", script, "--fast"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown argument '--fast'" in bad.stderr
+    if shutil.which("nvidia-smi") is None:
+        env["CODEKILN_GPU_CHECK_SMOKE"] = "0"
+        none = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
+        assert none.returncode == 2 and "no NVIDIA GPU found" in none.stderr

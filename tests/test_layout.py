@@ -159,8 +159,9 @@ def test_the_model_knows_only_token_ids() -> None:
     for name in ("model.py", "attention.py"):
         imports = _all_imports(PACKAGE / name)
         ours = _under(imports, "codekiln")
-        allowed = {"codekiln.attention", "codekiln.kernels"} | {
-            n for n in ours if n.startswith(("codekiln.attention.", "codekiln.kernels."))
+        prefixes = ("codekiln.attention", "codekiln.attention_auto", "codekiln.kernels")
+        allowed = set(prefixes) | {
+            n for n in ours if n.startswith(tuple(p + "." for p in prefixes))
         }
         assert ours <= allowed, (name, ours - allowed)
 

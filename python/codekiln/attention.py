@@ -8,8 +8,11 @@ per call by :func:`resolve_backend`:
 * ``"sdpa"`` -- :func:`torch.nn.functional.scaled_dot_product_attention`;
 * ``"naive"`` -- :func:`naive_attention`, explicit ``softmax(q k^T) v``, the readable reference
   (and the oracle the kernel tests compare with);
-* ``"auto"`` -- ``"triton"`` for CUDA tensors whose shape and dtype the kernel supports,
-  ``"sdpa"`` otherwise (CPU, attention dropout, odd head sizes, decoding against a KV cache).
+* ``"auto"`` -- on CUDA, the fastest of the implementations available for the call's GPU,
+  dtype, head dim, mask and length bucket, measured once and remembered on disk
+  (:mod:`codekiln.attention_auto`: this kernel with either backward, SDPA's flash, cuDNN and
+  memory-efficient backends, FlashAttention-3 when installed); ``"sdpa"`` on the CPU, with
+  attention dropout, and for decoding against a KV cache (one query: memory-bound, SDPA).
 
 Dispatch looks at the tensors' device (``q.is_cuda``), never at ``torch.cuda.is_available()``.
 This module imports Triton only on first use (through :mod:`codekiln.kernels`), so a CPU-only
@@ -19,7 +22,9 @@ attention, and generation code uses it without touching the model's internals.
 
 from __future__ import annotations
 
+import importlib
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from types import ModuleType
 from typing import Literal
@@ -27,15 +32,28 @@ from typing import Literal
 import torch
 from torch.nn import functional as F
 
+from codekiln.attention_auto import AutoChooser, auto_key, candidate_names
+
 __all__ = [
+    "AUTO_CHOOSER",
     "AttentionBackend",
     "KVCache",
+    "ResolvedBackend",
     "attend",
     "naive_attention",
     "resolve_backend",
+    "run_candidate",
 ]
 
 AttentionBackend = Literal["auto", "triton", "sdpa", "naive"]
+#: What :func:`resolve_backend` returns: a backend, or one of ``"auto"``'s measured candidates.
+ResolvedBackend = Literal[
+    "triton", "sdpa", "naive", "triton-single-pass", "sdpa-flash", "sdpa-cudnn",
+    "sdpa-efficient", "flash-attn-3",
+]  # fmt: skip
+
+#: The process-wide chooser behind ``attention="auto"`` on CUDA.
+AUTO_CHOOSER = AutoChooser()
 
 
 def _causal_mask(t_q: int, t_k: int, device: torch.device) -> torch.Tensor:
@@ -93,10 +111,113 @@ def _triton_or_raise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Modul
     return kernels
 
 
+def _sdpa_backends() -> dict[str, object]:
+    from torch.nn.attention import SDPBackend
+
+    return {
+        "sdpa-flash": SDPBackend.FLASH_ATTENTION,
+        "sdpa-cudnn": SDPBackend.CUDNN_ATTENTION,
+        "sdpa-efficient": SDPBackend.EFFICIENT_ATTENTION,
+    }
+
+
+@lru_cache(maxsize=1)
+def _flash_attn_3() -> ModuleType | None:
+    """FlashAttention-3's Hopper interface (``flash_attn_interface``), if installed."""
+    try:
+        return importlib.import_module("flash_attn_interface")
+    except ImportError:
+        return None
+
+
+def run_candidate(
+    name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool
+) -> torch.Tensor:
+    """Self-attention (``Tq == Tk``, no dropout) on one named implementation (see
+    :mod:`codekiln.attention_auto`); ``(B, nh, T, hs)`` in and out."""
+    if name in ("triton", "triton-single-pass"):
+        kernels = _triton_or_raise(q, k, v)
+        return kernels.attention(q, k, v, causal=causal, deterministic=name == "triton")
+    if name in ("sdpa-flash", "sdpa-cudnn", "sdpa-efficient"):
+        from torch.nn.attention import sdpa_kernel
+
+        with sdpa_kernel(_sdpa_backends()[name]):  # type: ignore[arg-type]
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    if name == "flash-attn-3":
+        fa3 = _flash_attn_3()
+        if fa3 is None:
+            raise RuntimeError("flash-attn-3 needs the flash_attn_interface module (flash-attn)")
+        # FlashAttention takes (B, T, nh, hs); some versions also return the log-sum-exp.
+        out = fa3.flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                  causal=causal)  # fmt: skip
+        out = out[0] if isinstance(out, tuple) else out
+        return out.transpose(1, 2)
+    raise ValueError(f"unknown attention implementation {name!r}")
+
+
+#: (device, dtype, head dim, causal, length bucket, grad, deterministic, kernel ok) -> choice:
+#: spares each later call the device queries and the string key (once per layer and step).
+_AUTO_SEEN: dict[tuple[object, ...], str] = {}
+
+
+def _auto_choice(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> str:
+    """``attention="auto"`` on CUDA: the measured winner for this call's key."""
+    kernels = _kernels()
+    kernel_ok = kernels is not None and kernels.unsupported_reason(q, k, v) is None
+    fallback = "triton" if kernel_ok else "sdpa"
+    if torch.compiler.is_compiling() or torch.cuda.is_current_stream_capturing():
+        return fallback  # no measuring while tracing or capturing a graph
+    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    T = q.size(-2)
+    seen = (q.device, q.dtype, q.size(-1), causal, 1 << max(0, T - 1).bit_length(), grad,
+            deterministic, kernel_ok, AUTO_CHOOSER)  # fmt: skip
+    if seen in _AUTO_SEEN:
+        return _AUTO_SEEN[seen]
+    major, minor = torch.cuda.get_device_capability(q.device)
+    names = candidate_names(
+        kernel_ok=kernel_ok,
+        single_pass_ok=not deterministic,
+        sdpa_backends=tuple(_sdpa_backends()),
+        fa3_ok=major == 9 and _flash_attn_3() is not None,
+    )
+    device = f"{torch.cuda.get_device_name(q.device)} sm_{major}{minor}"
+    key = auto_key(device, q.dtype, q.size(-1), causal, T, grad, names)
+    choice = AUTO_CHOOSER.cached(key)
+    if choice is None:
+        runners = {name: _measure_runner(name, q, causal, grad) for name in names}
+        choice = AUTO_CHOOSER.choose(key, runners, fallback)
+    _AUTO_SEEN[seen] = choice
+    return choice
+
+
+def _measure_runner(name: str, like: torch.Tensor, causal: bool, grad: bool) -> Callable[[], None]:
+    """One forward (and backward) of ``name`` on fresh tensors shaped like ``like``."""
+
+    def run() -> None:
+        with torch.enable_grad() if grad else torch.no_grad():
+            q, k, v = (
+                torch.randn(like.shape, dtype=like.dtype, device=like.device, requires_grad=grad)
+                for _ in range(3)
+            )
+            o = run_candidate(name, q, k, v, causal)
+            if grad:
+                o.backward(torch.ones_like(o))
+
+    return run
+
+
 def resolve_backend(
-    backend: AttentionBackend, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float
-) -> Literal["triton", "sdpa", "naive"]:
-    """The backend that :func:`attend` will use for these tensors (raises for impossible asks)."""
+    backend: AttentionBackend,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    dropout_p: float,
+    causal: bool = True,
+) -> ResolvedBackend:
+    """The implementation that :func:`attend` will use for these tensors (raises for impossible
+    asks). ``"auto"`` on CUDA may measure the candidates (once per key, see
+    :mod:`codekiln.attention_auto`)."""
     if backend in ("sdpa", "naive"):
         return backend
     # Queries continuing a KV cache (Tq < Tk) go to SDPA: the kernel is built for Tq == Tk, and
@@ -116,10 +237,7 @@ def resolve_backend(
         raise ValueError(f"unknown attention backend {backend!r}")
     if decoding or dropout_p > 0.0 or not q.is_cuda:
         return "sdpa"
-    kernels = _kernels()
-    if kernels is None or kernels.unsupported_reason(q, k, v) is not None:
-        return "sdpa"
-    return "triton"
+    return _auto_choice(q, k, v, causal)  # type: ignore[return-value]
 
 
 def attend(
@@ -134,11 +252,11 @@ def attend(
 
     When ``Tq < Tk`` (queries continuing a KV cache) causal masking is aligned to the end.
     """
-    chosen = resolve_backend(backend, q, k, v, dropout_p)
-    if chosen == "triton":
-        return _kernels().attention(q, k, v, causal=causal)  # type: ignore[union-attr]
+    chosen = resolve_backend(backend, q, k, v, dropout_p, causal)
     if chosen == "naive":
         return naive_attention(q, k, v, causal=causal, dropout_p=dropout_p)
+    if chosen != "sdpa":  # a kernel (only self-attention without dropout gets here)
+        return run_candidate(chosen, q, k, v, causal)
     t_q, t_k = q.size(-2), k.size(-2)
     if not causal or t_q == 1:  # one new token sees the whole cache: no mask at all
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
@@ -178,7 +296,16 @@ class KVCache:
                 f"KV cache is full: {self.length} cached + {k.size(2)} new > max_len={self.max_len}"
                 "; start a new cache (model.new_cache()) on the last block_size tokens"
             )
-        if self.k[layer] is None or self.k[layer].shape[0] != k.size(0):  # type: ignore[union-attr]
+        stored = self.k[layer]
+        if stored is not None and start > 0 and stored.shape[0] != k.size(0):
+            # Reallocating here would drop the cached positions (and attend to uninitialised
+            # memory: NaN logits), so a batch-size change mid-sequence is the caller's error.
+            raise ValueError(
+                f"KV cache holds {start} positions for a batch of {stored.shape[0]} rows, but "
+                f"layer {layer} got keys for {k.size(0)} rows; decode with the batch size of the "
+                "prefill, or reset() the cache (or take model.new_cache()) for a new batch"
+            )
+        if stored is None or stored.shape[0] != k.size(0):
             B, nh, _, hs = k.shape
             shape = (B, nh, self.max_len, hs)
             self.k[layer] = torch.empty(shape, dtype=k.dtype, device=k.device)

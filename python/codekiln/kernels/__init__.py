@@ -25,6 +25,7 @@ from codekiln.kernels.attention import (
     attention,
     attention_backward,
     attention_forward,
+    length_bucket,
     runnable_on,
     unsupported_reason,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "attention",
     "attention_backward",
     "attention_forward",
+    "length_bucket",
     "runnable_on",
     "unsupported_reason",
 ]

@@ -19,19 +19,37 @@ Decisions (see docs/model.md for the overview):
 
 * Softmax runs in base 2: scores are multiplied by ``scale * log2(e)`` once and ``exp2`` is used
   throughout; the saved log-sum-exp is in base 2 too (``lse2 = m + log2(l)``). That is the
-  tutorial's trick: one FMA per score instead of a multiply and an ``exp``.
+  tutorial's trick: in blocks without a mask the row max is taken on the raw scores and
+  ``s * scale - m`` is one FMA per score (so ``scale`` must be positive; the launcher checks).
+  Only the diagonal and tail blocks pay for a select, and no block pays for a clamp.
 * Causal attention is split into two loops per program: blocks strictly below the diagonal run
   without any mask, only the diagonal blocks pay for the ``where``. This needs ``BLOCK_M`` to be
   a multiple of ``BLOCK_N`` (forward, dQ) and ``BLOCK_N`` a multiple of ``BLOCK_M`` (dK/dV); the
   config pruner enforces it (and drops configs measured to spill registers at head dim 128).
 * Sequence tails: all loads are masked (``other=0``). In the forward a zero key would still
   take ``exp2(0 - m)`` of a softmax row, so the loops that can see a key past ``T`` mask the
-  scores. The backward needs no tail masks: a zero key past ``T`` adds ``dS * k = 0`` to dQ, a
-  zero query past ``T`` adds ``P^T dO = 0`` and ``dS^T q = 0`` to dV and dK; ``P`` is recomputed
-  as ``exp2(min(s - lse, 0))`` so the discarded entries stay finite (no ``inf * 0``).
-* The backward is two kernels rather than the tutorial's single fused one: the same FLOPs, no
-  atomics, and each kernel autotunes its own block shape (dK/dV wants wide key blocks, dQ wide
-  query blocks).
+  scores. In the backward a zero query past ``T`` adds ``P^T dO = 0`` and ``dS^T q = 0`` to dV
+  and dK (no mask). A zero key past ``T`` gets ``P = exp2(-lse)``, which overflows to inf for a
+  row of very negative scores: rows of dK/dV past ``T`` are never stored, but dQ would see
+  ``inf * 0``, so boundary blocks (diagonal, ``KEY_TAIL``) recompute ``P`` as
+  ``exp2(min(s - lse, 0))``. Unmasked blocks hold real scores only (``s - lse <= 0``): no clamp.
+* Two backward passes, both exact:
+  - ``deterministic=True`` (default): two kernels, dK/dV (one program per key block) and dQ (one
+    program per query block). No atomics, bitwise reproducible, each kernel autotunes its own
+    block shape; but P and dP are computed twice: 7 matmuls per tile pair.
+  - ``deterministic=False``: the single pass of FlashAttention-2/3 -- the dK/dV kernel also
+    adds ``dS k`` to an fp32 dQ buffer with atomics (5 matmuls per tile pair), then dQ is
+    scaled and converted. The order of the atomic adds varies, so dQ's last bits may differ
+    run to run. ``GPTConfig(attention="auto")`` measures both on the user's GPU and keeps the
+    faster (the single pass only when ``torch.are_deterministic_algorithms_enabled()`` is off).
+* Autotuning is keyed on the sequence length rounded up to a power of two (``T_BUCKET``), not
+  on the exact length, so a new prompt length does not re-tune; on CUDA Triton's on-disk
+  tuning cache is on (``cache_results``), so a new process does not re-tune either.
+* Positions: when ``(T + 256) * stride_t`` of any operand reaches 2^31 (long sequences of a
+  wide model) the launcher compiles the ``LONG`` variant, which offsets each block's first row
+  in int64; offsets within a block stay int32, which needs ``stride_t < 2^23`` -- the launcher
+  copies a tensor whose row stride is larger. Below that, offsets are int32 as before: the
+  int64 form costs registers (see ``_tile``).
 * Causal forward and dQ programs run the longest rows first (reversed block index), as
   FlashAttention-2 does, so the short diagonal programs fill the tail of the grid.
 * The output and the gradients are allocated as ``(B, T, nh, hs)`` and returned transposed, so
@@ -80,23 +98,49 @@ __all__ = [
     "attention",
     "attention_backward",
     "attention_forward",
+    "length_bucket",
     "runnable_on",
     "unsupported_reason",
 ]
 
+# The autotuned entry points. With a single config (the interpreter) triton's Autotuner skips
 # benchmarking, so the launchers below run the same code path on CPU and GPU.
-_TUNE_KEY = ["T", "HEAD_DIM", "CAUSAL", "PRECISION"]  # the tensors' dtypes are added by triton
+# The key: T bucketed to a power of two, not T (the tensors' dtypes are added by triton).
+_TUNE_KEY = ["T_BUCKET", "HEAD_DIM", "CAUSAL", "PRECISION"]
 _attn_fwd = triton.autotune(
-    FWD_CONFIGS, key=_TUNE_KEY, prune_configs_by={"early_config_prune": _pruner("fwd")}
+    FWD_CONFIGS,
+    key=_TUNE_KEY,
+    prune_configs_by={"early_config_prune": _pruner("fwd")},
+    cache_results=True,
 )(_attn_fwd_kernel)
 _attn_bwd_dkdv = triton.autotune(
     BWD_DKDV_CONFIGS,
-    key=_TUNE_KEY,
+    key=[*_TUNE_KEY, "FUSED_DQ"],
     prune_configs_by={"early_config_prune": _pruner("dkdv")},
+    reset_to_zero=["DQ_ACC"],  # the single pass accumulates dQ: each timed run starts from 0
+    cache_results=True,
 )(_attn_bwd_dkdv_kernel)
 _attn_bwd_dq = triton.autotune(
-    BWD_DQ_CONFIGS, key=_TUNE_KEY, prune_configs_by={"early_config_prune": _pruner("dq")}
+    BWD_DQ_CONFIGS,
+    key=_TUNE_KEY,
+    prune_configs_by={"early_config_prune": _pruner("dq")},
+    cache_results=True,
 )(_attn_bwd_dq_kernel)
+
+#: Rows further apart than this are copied first: in-block offsets (``BLOCK * stride_t``) must
+#: fit in int32 for blocks of up to 256 rows.
+_MAX_ROW_STRIDE = 2**31 // 256
+
+
+def _needs_long(T: int, *tensors: torch.Tensor) -> bool:
+    """Whether a row offset ``(T + block) * stride_t`` of any of ``tensors`` (B, nh, T, hs) can
+    pass int32: then the kernels offset each block's first row in int64 (``LONG``)."""
+    return max((T + 256) * x.stride(2) for x in tensors) >= 2**31
+
+
+def length_bucket(T: int) -> int:
+    """The autotuning bucket of a sequence length: ``T`` rounded up to a power of two."""
+    return 1 << max(0, T - 1).bit_length()
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,8 +196,9 @@ def _check_runnable(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 
 
 def _head_contiguous(x: torch.Tensor) -> torch.Tensor:
-    # The kernels index the head dimension with unit stride; any other stride pattern is fine.
-    return x if x.stride(-1) == 1 else x.contiguous()
+    # The kernels index the head dimension with unit stride and rows within a block in int32;
+    # any other stride pattern is fine.
+    return x if x.stride(-1) == 1 and x.stride(2) < _MAX_ROW_STRIDE else x.contiguous()
 
 
 def _dot_precision(dtype: torch.dtype) -> str:
@@ -175,7 +220,13 @@ _LAUNCH_OPTIONS: dict[str, Any] = {"enable_fp_fusion": True}
 
 
 def _scale_or_default(scale: float | None, head_dim: int) -> float:
-    return 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+    if scale is None:
+        return 1.0 / math.sqrt(head_dim)
+    if not (math.isfinite(scale) and scale > 0):
+        # The unmasked blocks take the row max before scaling: max(s) * scale == max(s * scale)
+        # needs scale > 0.
+        raise ValueError(f"codekiln.kernels.attention: scale must be finite and > 0, got {scale}")
+    return float(scale)
 
 
 def attention_forward(
@@ -196,6 +247,7 @@ def attention_forward(
     sm_scale = _scale_or_default(scale, D)
     o = _empty_bthd(q)
     lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
+    long = _needs_long(T, q, k, v, o)
 
     def grid(meta: dict[str, Any]) -> tuple[int, int, int]:
         return (triton.cdiv(T, meta["BLOCK_M"]), H, B)
@@ -203,9 +255,9 @@ def attention_forward(
     _attn_fwd[grid](
         q, k, v, o, lse,
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
-        H, T, sm_scale * _LOG2E,
-        HEAD_DIM=D, CAUSAL=bool(causal), DOT_FP32=INTERPRET, PRECISION=_dot_precision(q.dtype),
-        **_LAUNCH_OPTIONS,
+        H, T, length_bucket(T), sm_scale * _LOG2E,
+        HEAD_DIM=D, LONG=long, CAUSAL=bool(causal), DOT_FP32=INTERPRET,
+        PRECISION=_dot_precision(q.dtype), **_LAUNCH_OPTIONS,
     )  # fmt: skip
     return o, lse
 
@@ -219,9 +271,12 @@ def attention_backward(
     lse: torch.Tensor,
     causal: bool = True,
     scale: float | None = None,
+    deterministic: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the backward kernels for ``o, lse = attention_forward(q, k, v, causal, scale)``.
 
+    ``deterministic=True``: the two-kernel backward (no atomics); ``False``: the single pass
+    with an fp32 dQ accumulated by atomics (see the module docstring).
     Returns ``dq, dk, dv`` with the shapes of ``q, k, v``.
     """
     _check_runnable(q, k, v)
@@ -238,6 +293,8 @@ def attention_backward(
     precision = _dot_precision(q.dtype)
 
     delta = torch.empty_like(lse)
+    dk, dv = _empty_bthd(k), _empty_bthd(v)  # one layout: one set of strides
+    long = _needs_long(T, q, k, v, o, do, dk)  # dq and its fp32 buffer share dk's row stride
     pre_block = 64 if not INTERPRET else 32
     _attn_bwd_preprocess_kernel[(triton.cdiv(T, pre_block), H, B)](
         o,
@@ -248,15 +305,17 @@ def attention_backward(
         H,
         T,
         HEAD_DIM=D,
+        LONG=long,
         BLOCK_M=pre_block,
         **_LAUNCH_OPTIONS,
     )
 
-    dq, dk, dv = _empty_bthd(q), _empty_bthd(k), _empty_bthd(v)  # one layout: one set of strides
     strides = (*q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *do.stride()[:3])
     common = dict(
-        HEAD_DIM=D, CAUSAL=bool(causal), DOT_FP32=INTERPRET, PRECISION=precision, **_LAUNCH_OPTIONS
-    )
+        HEAD_DIM=D, LONG=long, CAUSAL=bool(causal), DOT_FP32=INTERPRET, PRECISION=precision,
+        **_LAUNCH_OPTIONS,
+    )  # fmt: skip
+    bucket = length_bucket(T)
 
     def grid_n(meta: dict[str, Any]) -> tuple[int, int, int]:
         return (triton.cdiv(T, meta["BLOCK_N"]), H, B)
@@ -264,14 +323,25 @@ def attention_backward(
     def grid_m(meta: dict[str, Any]) -> tuple[int, int, int]:
         return (triton.cdiv(T, meta["BLOCK_M"]), H, B)
 
+    if deterministic:
+        dq = _empty_bthd(q)
+        # DQ_ACC is unused without FUSED_DQ: dk stands in for it.
+        _attn_bwd_dkdv[grid_n](
+            q, k, v, do, dk, dv, dk, lse, delta, *strides, *dk.stride()[:3], *dk.stride()[:3],
+            H, T, bucket, sm_scale, sm_scale * _LOG2E, FUSED_DQ=False, **common,
+        )  # fmt: skip
+        _attn_bwd_dq[grid_m](
+            q, k, v, do, dq, lse, delta, *strides, *dq.stride()[:3],
+            H, T, bucket, sm_scale, sm_scale * _LOG2E, **common,
+        )  # fmt: skip
+        return dq, dk, dv
+    dq_acc = torch.zeros((B, T, H, D), dtype=torch.float32, device=q.device).transpose(1, 2)
     _attn_bwd_dkdv[grid_n](
-        q, k, v, do, dk, dv, lse, delta, *strides, *dk.stride()[:3],
-        H, T, sm_scale, sm_scale * _LOG2E, **common,
+        q, k, v, do, dk, dv, dq_acc, lse, delta, *strides, *dk.stride()[:3], *dq_acc.stride()[:3],
+        H, T, bucket, sm_scale, sm_scale * _LOG2E, FUSED_DQ=True, **common,
     )  # fmt: skip
-    _attn_bwd_dq[grid_m](
-        q, k, v, do, dq, lse, delta, *strides, *dq.stride()[:3],
-        H, T, sm_scale, sm_scale * _LOG2E, **common,
-    )  # fmt: skip
+    # (B, T, nh, hs) in, (B, T, nh, hs) out: .to keeps the strides, the merge of heads stays free.
+    dq = dq_acc.mul_(sm_scale).to(q.dtype)
     return dq, dk, dv
 
 
@@ -291,18 +361,22 @@ class FlashAttentionFunction(torch.autograd.Function):
         v: torch.Tensor,
         causal: bool,
         scale: float | None,
+        deterministic: bool = True,
     ) -> torch.Tensor:
         o, lse = attention_forward(q, k, v, causal, scale)
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.causal = causal
         ctx.scale = scale
+        ctx.deterministic = deterministic
         return o
 
     @staticmethod
     def backward(ctx: Any, do: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         q, k, v, o, lse = ctx.saved_tensors
-        dq, dk, dv = attention_backward(do, q, k, v, o, lse, ctx.causal, ctx.scale)
-        return dq, dk, dv, None, None
+        dq, dk, dv = attention_backward(
+            do, q, k, v, o, lse, ctx.causal, ctx.scale, deterministic=ctx.deterministic
+        )
+        return dq, dk, dv, None, None, None
 
 
 def attention(
@@ -311,6 +385,7 @@ def attention(
     v: torch.Tensor,
     causal: bool = True,
     scale: float | None = None,
+    deterministic: bool = True,
 ) -> torch.Tensor:
     """Scaled dot-product attention ``softmax(q k^T * scale [+ causal mask]) v``, fused.
 
@@ -319,7 +394,10 @@ def attention(
             ``hs`` in ``{16, 32, 64, 128}`` and a contiguous last dimension; CUDA tensors, or CPU
             tensors when ``TRITON_INTERPRET=1`` was set before import.
         causal: mask out keys after each query (GPT decoding).
-        scale: softmax scale; default ``1 / sqrt(hs)``.
+        scale: softmax scale, > 0; default ``1 / sqrt(hs)``.
+        deterministic: the backward pass: ``True`` -- two kernels, no atomics, bitwise
+            reproducible; ``False`` -- one pass (5 matmuls per tile instead of 7) with dQ
+            accumulated in fp32 by atomics, whose order (so dQ's last bits) may vary.
 
     Returns:
         ``(B, nh, T, hs)`` in the input dtype, differentiable with respect to ``q, k, v``.
@@ -329,4 +407,4 @@ def attention(
     >>> K.attention(q, k, v).shape  # doctest: +SKIP
     torch.Size([2, 4, 256, 64])
     """
-    return FlashAttentionFunction.apply(q, k, v, causal, scale)
+    return FlashAttentionFunction.apply(q, k, v, causal, scale, deterministic)

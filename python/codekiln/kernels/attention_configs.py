@@ -84,9 +84,15 @@ BWD_DQ_CONFIGS = _configs(_BWD_DQ_TABLE_INTERPRET if INTERPRET else _BWD_DQ_TABL
 # Configs that spill registers at head dim 128 (ahead-of-time compile for sm_90 with triton
 # 3.9's ptxas, bf16, read with cuobjdump --dump-resource-usage: STACK > 0). They compile, but
 # tuning them only wastes time, so the pruner drops them for head dims above 64.
+# fwd 128x32 s4 w4 joined when the unmasked blocks moved to one FMA per score (255 registers
+# before, 255 + 24 B of spills after); "bwd1" is the dK/dV kernel with FUSED_DQ (the
+# single-pass backward), which also holds the dQ tile: its 32x64 s3 w4 spills 56 B causal.
+# Configs at the register cap without spills (fwd 128x128 w8 at head dim 128: 254-255) stay:
+# they are FlashAttention-2's own tile, and only a GPU can say whether they lose.
 _SPILLS_AT_HEAD_DIM_128 = {
-    "fwd": {(128, 64, 4, 4)},
+    "fwd": {(128, 64, 4, 4), (128, 32, 4, 4)},
     "dkdv": {(64, 128, 3, 8), (64, 64, 2, 4)},
+    "bwd1": {(32, 64, 3, 4)},
     "dq": {(128, 32, 2, 4)},
 }
 
@@ -101,19 +107,24 @@ def _pruner(kernel: str) -> Any:
 
     The causal split needs the outer block to be a multiple of the inner one: forward and dQ
     walk key blocks up to ``start_m * BLOCK_M`` (``BLOCK_M % BLOCK_N == 0``); dK/dV walks query
-    blocks from ``start_n * BLOCK_N`` (``BLOCK_N % BLOCK_M == 0``).
+    blocks from ``start_n * BLOCK_N`` (``BLOCK_N % BLOCK_M == 0``). Configs measured to spill
+    at head dim 128 are dropped there (for dK/dV launched with ``FUSED_DQ``, the single pass's
+    own list too).
     """
 
     def prune(
         configs: list[triton.Config], named_args: dict[str, Any], **kwargs: Any
     ) -> list[triton.Config]:
         head_dim = kwargs.get("HEAD_DIM", named_args.get("HEAD_DIM", 64))
+        spills = _SPILLS_AT_HEAD_DIM_128[kernel]
+        if kernel == "dkdv" and kwargs.get("FUSED_DQ", named_args.get("FUSED_DQ", False)):
+            spills = spills | _SPILLS_AT_HEAD_DIM_128["bwd1"]
         kept = []
         for config in configs:
             bm, bn = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
             if (bn % bm if kernel == "dkdv" else bm % bn) != 0:
                 continue
-            if head_dim > 64 and _key(config) in _SPILLS_AT_HEAD_DIM_128[kernel]:
+            if head_dim > 64 and _key(config) in spills:
                 continue
             kept.append(config)
         return kept

@@ -21,6 +21,36 @@ def _dot(a, b, acc, DOT_FP32: tl.constexpr, PRECISION: tl.constexpr):
 
 
 @triton.jit
+def _tile(
+    base,
+    start,
+    stride_t,
+    BLOCK: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    TRANS: tl.constexpr,
+    LONG: tl.constexpr,
+):
+    """Pointers to rows ``start .. start + BLOCK`` of one (T, hs) head: (BLOCK, hs), or
+    (hs, BLOCK) when ``TRANS``.
+
+    ``LONG`` (the launcher sets it when ``T * stride`` can pass 2^31): the block's first row is
+    offset in int64, rows within the block in int32 (the launcher keeps ``stride_t < 2^23``).
+    Otherwise all in int32, as one expression per iteration: measured on sm_90, the ``LONG``
+    form at head dim 128 lets the compiler hoist the in-block offsets out of the key loop, and
+    the forward's 128x128 tile went from 250 registers to 255 and 120 bytes of spills."""
+    cols = tl.arange(0, HEAD_DIM)
+    if LONG:
+        base = base + tl.cast(start, tl.int64) * stride_t
+        rows = tl.arange(0, BLOCK)
+    else:
+        rows = start + tl.arange(0, BLOCK)
+    if TRANS:
+        return base + rows[None, :] * stride_t + cols[:, None]
+    else:
+        return base + rows[:, None] * stride_t + cols[None, :]
+
+
+@triton.jit
 def _attn_fwd_inner(
     acc,
     l_i,
@@ -31,25 +61,32 @@ def _attn_fwd_inner(
     stride_kt,
     stride_vt,
     offs_m,
-    offs_d,
     T,
     qk_scale,
     lo,
     hi,
+    HEAD_DIM: tl.constexpr,
+    LONG: tl.constexpr,
     BLOCK_N: tl.constexpr,
     MASK: tl.constexpr,
     CAUSAL: tl.constexpr,
     DOT_FP32: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """Online-softmax sweep over key blocks ``[lo, hi)`` for one block of queries."""
+    """Online-softmax sweep over key blocks ``[lo, hi)`` for one block of queries.
+
+    ``MASK``: the blocks on the diagonal or at the sequence tail (causal mask, keys past T).
+    Unmasked blocks take the row max of the raw scores and apply scale and max in one FMA,
+    ``s * scale - m`` (``qk_scale > 0``, checked by the launcher)."""
     for start_n in range(lo, hi, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < T
         # K is loaded transposed, (hs, BLOCK_N), so the score tile is a plain q @ kT.
         kT = tl.load(
-            k_base + offs_n[None, :] * stride_kt + offs_d[:, None], mask=mask_n[None, :], other=0.0
+            _tile(k_base, start_n, stride_kt, BLOCK_N, HEAD_DIM, True, LONG),
+            mask=mask_n[None, :],
+            other=0.0,
         )
         qk = _dot(q, kT, None, DOT_FP32, PRECISION)  # (BLOCK_M, BLOCK_N) fp32
         if MASK:
@@ -57,15 +94,19 @@ def _attn_fwd_inner(
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_n[None, :])
             qk = tl.where(keep, qk * qk_scale, float("-inf"))
+            m_ij = tl.maximum(m_i, tl.max(qk, 1))  # finite: every row keeps >= 1 key
+            qk = qk - m_ij[:, None]
         else:
-            qk = qk * qk_scale
-        m_ij = tl.maximum(m_i, tl.max(qk, 1))  # finite: every row keeps >= 1 key (see launcher)
-        p = tl.math.exp2(qk - m_ij[:, None])
+            m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+            qk = qk * qk_scale - m_ij[:, None]  # one FMA per score
+        p = tl.math.exp2(qk)
         alpha = tl.math.exp2(m_i - m_ij)  # rescales what was accumulated under the old max
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
         v = tl.load(
-            v_base + offs_n[:, None] * stride_vt + offs_d[None, :], mask=mask_n[:, None], other=0.0
+            _tile(v_base, start_n, stride_vt, BLOCK_N, HEAD_DIM, False, LONG),
+            mask=mask_n[:, None],
+            other=0.0,
         )
         acc = _dot(p.to(v.dtype), v, acc, DOT_FP32, PRECISION)
         m_i = m_ij
@@ -93,15 +134,19 @@ def _attn_fwd_kernel(
     stride_ot,
     H,
     T,
+    T_BUCKET,
     qk_scale,
     HEAD_DIM: tl.constexpr,
+    LONG: tl.constexpr,
     CAUSAL: tl.constexpr,
     DOT_FP32: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    """One program: BLOCK_M queries of one (batch, head). Grid: (cdiv(T, BLOCK_M), nh, B)."""
+    """One program: BLOCK_M queries of one (batch, head). Grid: (cdiv(T, BLOCK_M), nh, B).
+
+    ``T_BUCKET`` (T rounded up to a power of two) is unused here: it is the autotuning key."""
     # Causal: run the longest rows first.
     start_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
     off_h = tl.program_id(1).to(tl.int64)
@@ -113,10 +158,11 @@ def _attn_fwd_kernel(
     lse_base = LSE + (off_b * H + off_h) * T
 
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
     mask_m = offs_m < T
     q = tl.load(
-        q_base + offs_m[:, None] * stride_qt + offs_d[None, :], mask=mask_m[:, None], other=0.0
+        _tile(q_base, start_m * BLOCK_M, stride_qt, BLOCK_M, HEAD_DIM, False, LONG),
+        mask=mask_m[:, None],
+        other=0.0,
     )  # (BLOCK_M, hs), stays in registers for the whole sweep
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)  # running max (base-2 units)
@@ -126,33 +172,33 @@ def _attn_fwd_kernel(
     if CAUSAL:
         # Stage 1: key blocks fully below the diagonal -- no mask at all.
         acc, l_i, m_i = _attn_fwd_inner(
-            acc, l_i, m_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, offs_d, T, qk_scale,
+            acc, l_i, m_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, T, qk_scale,
             0, start_m * BLOCK_M,
-            BLOCK_N, False, CAUSAL, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, BLOCK_N, False, CAUSAL, DOT_FP32, PRECISION,
         )  # fmt: skip
         # Stage 2: the diagonal block(s), causal mask plus the sequence tail.
         acc, l_i, m_i = _attn_fwd_inner(
-            acc, l_i, m_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, offs_d, T, qk_scale,
+            acc, l_i, m_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, T, qk_scale,
             start_m * BLOCK_M, tl.minimum((start_m + 1) * BLOCK_M, T),
-            BLOCK_N, True, CAUSAL, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, BLOCK_N, True, CAUSAL, DOT_FP32, PRECISION,
         )  # fmt: skip
     else:
         t_full = (T // BLOCK_N) * BLOCK_N
         acc, l_i, m_i = _attn_fwd_inner(
-            acc, l_i, m_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, offs_d, T, qk_scale,
+            acc, l_i, m_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, T, qk_scale,
             0, t_full,
-            BLOCK_N, False, CAUSAL, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, BLOCK_N, False, CAUSAL, DOT_FP32, PRECISION,
         )  # fmt: skip
         acc, l_i, m_i = _attn_fwd_inner(
-            acc, l_i, m_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, offs_d, T, qk_scale,
+            acc, l_i, m_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, T, qk_scale,
             t_full, T,
-            BLOCK_N, True, CAUSAL, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, BLOCK_N, True, CAUSAL, DOT_FP32, PRECISION,
         )  # fmt: skip
 
     acc = acc / l_i[:, None]
     tl.store(lse_base + offs_m, m_i + tl.math.log2(l_i), mask=mask_m)
     tl.store(
-        o_base + offs_m[:, None] * stride_ot + offs_d[None, :],
+        _tile(o_base, start_m * BLOCK_M, stride_ot, BLOCK_M, HEAD_DIM, False, LONG),
         acc.to(Out.dtype.element_ty),
         mask=mask_m[:, None],
     )
@@ -172,6 +218,7 @@ def _attn_bwd_preprocess_kernel(
     H,
     T,
     HEAD_DIM: tl.constexpr,
+    LONG: tl.constexpr,
     BLOCK_M: tl.constexpr,
 ):
     """``delta[i] = sum_d O[i, d] * dO[i, d]`` in fp32 -- the ``rowsum(P * dP)`` of softmax."""
@@ -179,22 +226,19 @@ def _attn_bwd_preprocess_kernel(
     off_h = tl.program_id(1).to(tl.int64)
     off_b = tl.program_id(2).to(tl.int64)
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
     mask_m = offs_m < T
     o = tl.load(
-        Out + off_b * stride_ob + off_h * stride_oh + offs_m[:, None] * stride_ot + offs_d[None, :],
+        _tile(Out + off_b * stride_ob + off_h * stride_oh, start_m * BLOCK_M, stride_ot,
+              BLOCK_M, HEAD_DIM, False, LONG),
         mask=mask_m[:, None],
         other=0.0,
-    ).to(tl.float32)
+    ).to(tl.float32)  # fmt: skip
     do = tl.load(
-        DO
-        + off_b * stride_dob
-        + off_h * stride_doh
-        + offs_m[:, None] * stride_dot
-        + offs_d[None, :],
+        _tile(DO + off_b * stride_dob + off_h * stride_doh, start_m * BLOCK_M, stride_dot,
+              BLOCK_M, HEAD_DIM, False, LONG),
         mask=mask_m[:, None],
         other=0.0,
-    ).to(tl.float32)
+    ).to(tl.float32)  # fmt: skip
     tl.store(DELTA + (off_b * H + off_h) * T + offs_m, tl.sum(o * do, 1), mask=mask_m)
 
 
@@ -206,22 +250,31 @@ def _attn_bwd_dkdv_inner(
     v,
     q_base,
     do_base,
+    dq_base,
     lse_base,
     delta_base,
     stride_qt,
     stride_dot,
+    stride_dqt,
     offs_n,
-    offs_d,
     T,
     qk_scale,
     lo,
     hi,
+    HEAD_DIM: tl.constexpr,
+    LONG: tl.constexpr,
     BLOCK_M: tl.constexpr,
     MASK: tl.constexpr,
+    KEY_TAIL: tl.constexpr,
+    FUSED_DQ: tl.constexpr,
     DOT_FP32: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """Accumulate dK, dV of one key block over query blocks ``[lo, hi)``; MASK: causal mask."""
+    """Accumulate dK, dV of one key block over query blocks ``[lo, hi)``; MASK: causal mask.
+
+    ``FUSED_DQ``: also add this key block's share of dQ (``dS k``, unscaled, fp32) to
+    ``dq_base`` with atomics -- the single-pass backward. ``KEY_TAIL``: the key block runs past
+    T (its zero keys' P is clamped)."""
     for start_m in range(lo, hi, BLOCK_M):
         start_m = tl.multiple_of(start_m, BLOCK_M)
         offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -229,23 +282,39 @@ def _attn_bwd_dkdv_inner(
         # Queries past T load as zeros (and lse = delta = 0): pT = 1 there, but both dV (x dO = 0)
         # and dK (x q = 0) receive exactly zero from them, so no tail mask is needed.
         q = tl.load(
-            q_base + offs_m[:, None] * stride_qt + offs_d[None, :], mask=mask_m[:, None], other=0.0
+            _tile(q_base, start_m, stride_qt, BLOCK_M, HEAD_DIM, False, LONG),
+            mask=mask_m[:, None],
+            other=0.0,
         )
         lse = tl.load(lse_base + offs_m, mask=mask_m, other=0.0)
         qkT = _dot(k, tl.trans(q), None, DOT_FP32, PRECISION)  # (BLOCK_N, BLOCK_M)
-        pT = tl.math.exp2(tl.minimum(qkT * qk_scale - lse[None, :], 0.0))  # P <= 1, see dQ
+        # Unmasked blocks hold real scores only, s - lse <= 0: no clamp. In the boundary blocks
+        # the discarded entries (keys after the query, zero keys past T) can overflow exp2; the
+        # clamp keeps them finite, so they meet no inf * 0 (a zero key adds dS * 0 to dQ).
+        if MASK or KEY_TAIL:
+            pT = tl.math.exp2(tl.minimum(qkT * qk_scale - lse[None, :], 0.0))
+        else:
+            pT = tl.math.exp2(qkT * qk_scale - lse[None, :])
         if MASK:
             pT = tl.where(offs_m[None, :] >= offs_n[:, None], pT, 0.0)
         do = tl.load(
-            do_base + offs_m[:, None] * stride_dot + offs_d[None, :],
+            _tile(do_base, start_m, stride_dot, BLOCK_M, HEAD_DIM, False, LONG),
             mask=mask_m[:, None],
             other=0.0,
         )
         dv = _dot(pT.to(do.dtype), do, dv, DOT_FP32, PRECISION)  # dV += P^T dO
         delta = tl.load(delta_base + offs_m, mask=mask_m, other=0.0)
         dpT = _dot(v, tl.trans(do), None, DOT_FP32, PRECISION)  # (dO V^T)^T
-        dsT = pT * (dpT - delta[None, :])  # softmax backward: dS = P * (dP - delta)
-        dk = _dot(dsT.to(q.dtype), q, dk, DOT_FP32, PRECISION)  # dK += dS^T Q (scale later)
+        dsT = (pT * (dpT - delta[None, :])).to(q.dtype)  # softmax backward: dS = P * (dP - delta)
+        dk = _dot(dsT, q, dk, DOT_FP32, PRECISION)  # dK += dS^T Q (scale later)
+        if FUSED_DQ:
+            dq = _dot(tl.trans(dsT), k, None, DOT_FP32, PRECISION)  # (BLOCK_M, hs): dS K
+            tl.atomic_add(
+                _tile(dq_base, start_m, stride_dqt, BLOCK_M, HEAD_DIM, False, LONG),
+                dq,
+                mask=mask_m[:, None],
+                sem="relaxed",
+            )
     return dk, dv
 
 
@@ -257,6 +326,7 @@ def _attn_bwd_dkdv_kernel(
     DO,
     DK,
     DV,
+    DQ_ACC,
     LSE,
     DELTA,
     stride_qb,
@@ -274,68 +344,89 @@ def _attn_bwd_dkdv_kernel(
     stride_gb,
     stride_gh,
     stride_gt,
+    stride_ab,
+    stride_ah,
+    stride_at,
     H,
     T,
+    T_BUCKET,
     sm_scale,
     qk_scale,
     HEAD_DIM: tl.constexpr,
+    LONG: tl.constexpr,
     CAUSAL: tl.constexpr,
+    FUSED_DQ: tl.constexpr,
     DOT_FP32: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    """One program: dK and dV for BLOCK_N keys of one (batch, head)."""
+    """One program: dK and dV for BLOCK_N keys of one (batch, head); with ``FUSED_DQ`` also
+    this block's share of dQ, atomically added to the fp32 ``DQ_ACC`` (unscaled)."""
     start_n = tl.program_id(0)
     off_h = tl.program_id(1).to(tl.int64)
     off_b = tl.program_id(2).to(tl.int64)
     q_base = Q + off_b * stride_qb + off_h * stride_qh
     do_base = DO + off_b * stride_dob + off_h * stride_doh
+    dq_base = DQ_ACC + off_b * stride_ab + off_h * stride_ah
     lse_base = LSE + (off_b * H + off_h) * T
     delta_base = DELTA + (off_b * H + off_h) * T
 
     offs_n = start_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
     mask_n = offs_n < T
     k = tl.load(
-        K + off_b * stride_kb + off_h * stride_kh + offs_n[:, None] * stride_kt + offs_d[None, :],
+        _tile(K + off_b * stride_kb + off_h * stride_kh, start_n * BLOCK_N, stride_kt,
+              BLOCK_N, HEAD_DIM, False, LONG),
         mask=mask_n[:, None],
         other=0.0,
-    )
+    )  # fmt: skip
     v = tl.load(
-        V + off_b * stride_vb + off_h * stride_vh + offs_n[:, None] * stride_vt + offs_d[None, :],
+        _tile(V + off_b * stride_vb + off_h * stride_vh, start_n * BLOCK_N, stride_vt,
+              BLOCK_N, HEAD_DIM, False, LONG),
         mask=mask_n[:, None],
         other=0.0,
-    )
+    )  # fmt: skip
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
 
     if CAUSAL:
         lo = start_n * BLOCK_N
-        # Diagonal query blocks (masked), then every query block below them (unmasked).
+        # Diagonal query blocks (masked), then every query block below them (unmasked). Keys
+        # past T are masked for every real query by the causal mask itself.
         dk, dv = _attn_bwd_dkdv_inner(
-            dk, dv, k, v, q_base, do_base, lse_base, delta_base, stride_qt, stride_dot,
-            offs_n, offs_d, T, qk_scale,
+            dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base,
+            stride_qt, stride_dot, stride_at, offs_n, T, qk_scale,
             lo, tl.minimum(lo + BLOCK_N, T),
-            BLOCK_M, True, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, BLOCK_M, True, False, FUSED_DQ, DOT_FP32, PRECISION,
         )  # fmt: skip
         dk, dv = _attn_bwd_dkdv_inner(
-            dk, dv, k, v, q_base, do_base, lse_base, delta_base, stride_qt, stride_dot,
-            offs_n, offs_d, T, qk_scale,
+            dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base,
+            stride_qt, stride_dot, stride_at, offs_n, T, qk_scale,
             lo + BLOCK_N, T,
-            BLOCK_M, False, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, BLOCK_M, False, False, FUSED_DQ, DOT_FP32, PRECISION,
+        )  # fmt: skip
+    elif (start_n + 1) * BLOCK_N > T:
+        # The last key block runs past T: its zero-loaded keys get P = exp2(-lse), which
+        # overflows for rows of very negative scores; dK/dV rows past T are never stored, but
+        # in the single pass their dS reaches dQ (inf * 0 = NaN), so P is clamped here.
+        dk, dv = _attn_bwd_dkdv_inner(
+            dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base,
+            stride_qt, stride_dot, stride_at, offs_n, T, qk_scale,
+            0, T,
+            HEAD_DIM, LONG, BLOCK_M, False, True, FUSED_DQ, DOT_FP32, PRECISION,
         )  # fmt: skip
     else:
         dk, dv = _attn_bwd_dkdv_inner(
-            dk, dv, k, v, q_base, do_base, lse_base, delta_base, stride_qt, stride_dot,
-            offs_n, offs_d, T, qk_scale,
+            dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base,
+            stride_qt, stride_dot, stride_at, offs_n, T, qk_scale,
             0, T,
-            BLOCK_M, False, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, BLOCK_M, False, False, FUSED_DQ, DOT_FP32, PRECISION,
         )  # fmt: skip
 
-    g_offs = off_b * stride_gb + off_h * stride_gh + offs_n[:, None] * stride_gt + offs_d[None, :]
-    tl.store(DV + g_offs, dv.to(DV.dtype.element_ty), mask=mask_n[:, None])
-    tl.store(DK + g_offs, (dk * sm_scale).to(DK.dtype.element_ty), mask=mask_n[:, None])
+    g_base = off_b * stride_gb + off_h * stride_gh
+    g_ptrs = _tile(g_base, start_n * BLOCK_N, stride_gt, BLOCK_N, HEAD_DIM, False, LONG)
+    tl.store(DV + g_ptrs, dv.to(DV.dtype.element_ty), mask=mask_n[:, None])
+    tl.store(DK + g_ptrs, (dk * sm_scale).to(DK.dtype.element_ty), mask=mask_n[:, None])
 
 
 @triton.jit
@@ -350,32 +441,43 @@ def _attn_bwd_dq_inner(
     stride_kt,
     stride_vt,
     offs_m,
-    offs_d,
     T,
     qk_scale,
     lo,
     hi,
+    HEAD_DIM: tl.constexpr,
+    LONG: tl.constexpr,
     BLOCK_N: tl.constexpr,
     MASK: tl.constexpr,
+    KEY_TAIL: tl.constexpr,
     DOT_FP32: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """Accumulate dQ of one query block over key blocks ``[lo, hi)``; MASK: causal mask."""
+    """Accumulate dQ of one query block over key blocks ``[lo, hi)``; MASK: causal mask,
+    KEY_TAIL: the block runs past T (non-causal tail block; P clamped)."""
     for start_n in range(lo, hi, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         offs_n = start_n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < T
         kT = tl.load(
-            k_base + offs_n[None, :] * stride_kt + offs_d[:, None], mask=mask_n[None, :], other=0.0
+            _tile(k_base, start_n, stride_kt, BLOCK_N, HEAD_DIM, True, LONG),
+            mask=mask_n[None, :],
+            other=0.0,
         )  # (hs, BLOCK_N)
         vT = tl.load(
-            v_base + offs_n[None, :] * stride_vt + offs_d[:, None], mask=mask_n[None, :], other=0.0
+            _tile(v_base, start_n, stride_vt, BLOCK_N, HEAD_DIM, True, LONG),
+            mask=mask_n[None, :],
+            other=0.0,
         )
         qk = _dot(q, kT, None, DOT_FP32, PRECISION)
-        # P = exp2(s - lse) <= 1 in exact arithmetic. The clamp keeps entries that are thrown
-        # away -- keys after the query, zero-loaded keys past T, whose exp2(0 - lse) overflows
-        # when every real score of the row is very negative -- finite, so no inf * 0 = NaN.
-        p = tl.math.exp2(tl.minimum(qk * qk_scale - lse[:, None], 0.0))
+        # P = exp2(s - lse) <= 1 for every real score: no clamp in unmasked blocks. In the
+        # boundary blocks, entries that are thrown away -- keys after the query, zero-loaded
+        # keys past T whose exp2(0 - lse) overflows when every real score of the row is very
+        # negative -- are clamped finite, so no inf * 0 = NaN (a zero key adds dS * 0).
+        if MASK or KEY_TAIL:
+            p = tl.math.exp2(tl.minimum(qk * qk_scale - lse[:, None], 0.0))
+        else:
+            p = tl.math.exp2(qk * qk_scale - lse[:, None])
         if MASK:
             p = tl.where(offs_m[:, None] >= offs_n[None, :], p, 0.0)
         dp = _dot(do, vT, None, DOT_FP32, PRECISION)  # (BLOCK_M, BLOCK_N)
@@ -410,9 +512,11 @@ def _attn_bwd_dq_kernel(
     stride_gt,
     H,
     T,
+    T_BUCKET,
     sm_scale,
     qk_scale,
     HEAD_DIM: tl.constexpr,
+    LONG: tl.constexpr,
     CAUSAL: tl.constexpr,
     DOT_FP32: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -428,47 +532,48 @@ def _attn_bwd_dq_kernel(
     v_base = V + off_b * stride_vb + off_h * stride_vh
 
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
     mask_m = offs_m < T
     q = tl.load(
-        Q + off_b * stride_qb + off_h * stride_qh + offs_m[:, None] * stride_qt + offs_d[None, :],
+        _tile(Q + off_b * stride_qb + off_h * stride_qh, start_m * BLOCK_M, stride_qt,
+              BLOCK_M, HEAD_DIM, False, LONG),
         mask=mask_m[:, None],
         other=0.0,
-    )
+    )  # fmt: skip
     do = tl.load(
-        DO
-        + off_b * stride_dob
-        + off_h * stride_doh
-        + offs_m[:, None] * stride_dot
-        + offs_d[None, :],
+        _tile(DO + off_b * stride_dob + off_h * stride_doh, start_m * BLOCK_M, stride_dot,
+              BLOCK_M, HEAD_DIM, False, LONG),
         mask=mask_m[:, None],
         other=0.0,
-    )
+    )  # fmt: skip
     lse = tl.load(LSE + (off_b * H + off_h) * T + offs_m, mask=mask_m, other=0.0)
     delta = tl.load(DELTA + (off_b * H + off_h) * T + offs_m, mask=mask_m, other=0.0)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
 
     if CAUSAL:
         dq = _attn_bwd_dq_inner(
-            dq, q, do, lse, delta, k_base, v_base, stride_kt, stride_vt, offs_m, offs_d, T,
+            dq, q, do, lse, delta, k_base, v_base, stride_kt, stride_vt, offs_m, T,
             qk_scale, 0, start_m * BLOCK_M,
-            BLOCK_N, False, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, BLOCK_N, False, False, DOT_FP32, PRECISION,
         )  # fmt: skip
+        # Diagonal blocks: keys past T sit after every real query, so the causal mask drops them.
         dq = _attn_bwd_dq_inner(
-            dq, q, do, lse, delta, k_base, v_base, stride_kt, stride_vt, offs_m, offs_d, T,
+            dq, q, do, lse, delta, k_base, v_base, stride_kt, stride_vt, offs_m, T,
             qk_scale, start_m * BLOCK_M, tl.minimum((start_m + 1) * BLOCK_M, T),
-            BLOCK_N, True, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, BLOCK_N, True, False, DOT_FP32, PRECISION,
         )  # fmt: skip
     else:
-        # Keys past T load as zeros: their (finite, clamped) dS multiplies k = 0, adding nothing.
+        t_full = (T // BLOCK_N) * BLOCK_N
         dq = _attn_bwd_dq_inner(
-            dq, q, do, lse, delta, k_base, v_base, stride_kt, stride_vt, offs_m, offs_d, T,
-            qk_scale, 0, T,
-            BLOCK_N, False, DOT_FP32, PRECISION,
+            dq, q, do, lse, delta, k_base, v_base, stride_kt, stride_vt, offs_m, T,
+            qk_scale, 0, t_full,
+            HEAD_DIM, LONG, BLOCK_N, False, False, DOT_FP32, PRECISION,
+        )  # fmt: skip
+        dq = _attn_bwd_dq_inner(
+            dq, q, do, lse, delta, k_base, v_base, stride_kt, stride_vt, offs_m, T,
+            qk_scale, t_full, T,
+            HEAD_DIM, LONG, BLOCK_N, False, True, DOT_FP32, PRECISION,
         )  # fmt: skip
 
-    g_offs = off_b * stride_gb + off_h * stride_gh + offs_m[:, None] * stride_gt + offs_d[None, :]
-    tl.store(DQ + g_offs, (dq * sm_scale).to(DQ.dtype.element_ty), mask=mask_m[:, None])
-
-
-# The autotuned entry points. With a single config (the interpreter) triton's Autotuner skips
+    g_base = off_b * stride_gb + off_h * stride_gh
+    g_ptrs = _tile(g_base, start_m * BLOCK_M, stride_gt, BLOCK_M, HEAD_DIM, False, LONG)
+    tl.store(DQ + g_ptrs, (dq * sm_scale).to(DQ.dtype.element_ty), mask=mask_m[:, None])
