@@ -377,16 +377,21 @@ class GPT(nn.Module):
     ) -> torch.Tensor:
         """Append ``max_new_tokens`` sampled tokens to ``idx`` (B, T), using a KV cache.
 
-        ``top_k=1`` is greedy decoding. When the context outgrows ``block_size`` the cache is
-        rebuilt from the last ``block_size`` tokens (a sliding window, as nanoGPT's crop).
+        ``top_k=1`` is greedy decoding. The prompt's last ``block_size`` tokens are prefilled;
+        when the cache is full, it is rebuilt from the last ``block_size // 2`` tokens, so each
+        rebuild buys ``block_size // 2`` one-token steps (amortised O(block_size) work per token,
+        where re-prefilling the whole window per token, nanoGPT's crop, costs
+        O(block_size^2)). The same window rule as :func:`codekiln.generate.complete`.
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature} (use top_k=1 for greedy)")
         cache: KVCache | None = None
         for _ in range(max_new_tokens):
             if cache is None or cache.length + 1 > cache.max_len:
+                block = self.config.block_size
+                window = block if cache is None else max(1, block // 2)
                 cache = self.new_cache()
-                logits, _ = self(idx[:, -self.config.block_size :], cache=cache)  # prefill
+                logits, _ = self(idx[:, -window:], cache=cache)  # prefill
             else:
                 logits, _ = self(idx[:, -1:], cache=cache)  # one new position
             logits = logits[:, -1, :] / temperature  # (B, vocab_size)
