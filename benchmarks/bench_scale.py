@@ -1,0 +1,211 @@
+"""Tokenizer training at scale: time and peak memory in memory, under a memory budget
+(spilling), from count files, with pruning, and counting on Ray.
+
+Every configuration runs in a fresh subprocess (so its peak RSS is its own); repetitions are
+interleaved and the median reported. The fingerprint of every trained tokenizer is printed:
+all unpruned configurations must agree (the budget, count files and Ray change nothing).
+
+    python benchmarks/bench_scale.py --shards 2 5 --vocab-size 32768 --reps 3 \
+        --budgets 256MB 32MB --min-piece-count 2 --ray-workers 1 2 --out results/scale.json
+
+Input: ``../shared/corpus/train-*.jsonl.gz`` (CodeParrot schema, ~60 MB of text per shard).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CORPUS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_one(cfg: dict) -> dict:
+    """One configuration, in this process (called in a subprocess by main)."""
+    from codekiln import Tokenizer
+    from codekiln.tokenizer.counts import count_pieces, train_from_counts
+
+    files = [pathlib.Path(f) for f in cfg["files"]]
+    base_rss = _peak_rss_mb()
+    start = time.perf_counter()
+    kind = cfg["kind"]
+    extra: dict = {}
+    if kind in ("memory", "budget", "prune"):
+        tok = Tokenizer.train(
+            files,
+            vocab_size=cfg["vocab_size"],
+            num_threads=cfg["threads"],
+            progress=False,
+            max_memory=cfg.get("budget"),
+            min_piece_count=cfg.get("min_piece_count", 1),
+        )
+    elif kind == "count-only":
+        # Stage 1 alone (what the budget bounds): count into a file, no merge phase.
+        with tempfile.TemporaryDirectory() as d:
+            stats = count_pieces(
+                files,
+                os.path.join(d, "counts.bin"),
+                num_threads=cfg["threads"],
+                progress=False,
+                max_memory=cfg.get("budget"),
+            )
+        return {
+            **cfg,
+            "seconds": round(time.perf_counter() - start, 2),
+            "bytes": stats["bytes"],
+            "unique_pieces": stats["distinct_pieces"],
+            "kept_pieces": None,
+            "spill_runs": None,
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "base_rss_mb": round(base_rss, 1),
+            "fingerprint": "-",
+            "merges": 0,
+        }
+    elif kind == "counts":
+        with tempfile.TemporaryDirectory() as d:
+            outs = []
+            t0 = time.perf_counter()
+            for i, f in enumerate(files):
+                out = os.path.join(d, f"counts-{i:03d}.bin")
+                count_pieces([f], out, num_threads=cfg["threads"], progress=False)
+                outs.append(out)
+            extra["count_seconds"] = round(time.perf_counter() - t0, 2)
+            extra["count_file_mb"] = round(sum(os.path.getsize(o) for o in outs) / 1e6, 1)
+            tok = train_from_counts(
+                outs, vocab_size=cfg["vocab_size"], num_threads=cfg["threads"], progress=False
+            )
+    elif kind == "ray":
+        import ray
+        from codekiln.distributed import count_on_ray
+
+        t0 = time.perf_counter()
+        ray.init(num_cpus=cfg["workers"], include_dashboard=False, log_to_driver=False)
+        extra["ray_start_seconds"] = round(time.perf_counter() - t0, 2)
+        with tempfile.TemporaryDirectory() as d:
+            t0 = time.perf_counter()
+            outs = count_on_ray(files, d)
+            extra["count_seconds"] = round(time.perf_counter() - t0, 2)
+            tok = train_from_counts(
+                outs, vocab_size=cfg["vocab_size"], num_threads=cfg["threads"], progress=False
+            )
+        ray.shutdown()
+    else:
+        raise ValueError(kind)
+    seconds = time.perf_counter() - start
+    r = tok.train_report or {}
+    return {
+        **cfg,
+        **extra,
+        "seconds": round(seconds, 2),
+        "bytes": r.get("bytes"),
+        "unique_pieces": r.get("unique_pieces"),
+        "kept_pieces": r.get("kept_pieces"),
+        "spill_runs": r.get("spill_runs"),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "base_rss_mb": round(base_rss, 1),
+        "fingerprint": tok.fingerprint[:16],
+        "merges": len(tok.merges),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--shards", type=int, nargs="+", default=[2, 5], help="train shards used")
+    ap.add_argument("--vocab-size", type=int, default=32768)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--budgets", nargs="*", default=["256MB", "32MB"])
+    ap.add_argument("--min-piece-count", type=int, default=2, help="pruned run (0: none)")
+    ap.add_argument("--counts", action="store_true", help="also count files + train from them")
+    ap.add_argument(
+        "--count-only", action="store_true", help="also stage 1 alone, with and without budgets"
+    )
+    ap.add_argument("--ray-workers", type=int, nargs="*", default=[], help="Ray runs (CPUs)")
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--out", default=None, help="JSON results file")
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(run_one(json.loads(args.one))))
+        return
+    shards = sorted(CORPUS.glob("train-*.jsonl.gz"))
+    if not shards:
+        sys.exit(f"corpus not found at {CORPUS}")
+    configs = []
+    for n in args.shards:
+        common = {"files": [str(p) for p in shards[:n]], "shards": n}
+        common.update(vocab_size=args.vocab_size, threads=args.threads)
+        configs.append({**common, "kind": "memory"})
+        configs += [{**common, "kind": "budget", "budget": b} for b in args.budgets]
+        if args.min_piece_count > 1:
+            configs.append({**common, "kind": "prune", "min_piece_count": args.min_piece_count})
+        if args.counts:
+            configs.append({**common, "kind": "counts"})
+        if args.count_only:
+            configs.append({**common, "kind": "count-only"})
+            configs += [{**common, "kind": "count-only", "budget": b} for b in args.budgets]
+        configs += [{**common, "kind": "ray", "workers": w} for w in args.ray_workers]
+    results: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[1] / "python")}
+    for rep in range(args.reps):
+        for i, cfg in enumerate(configs):  # interleaved: every config once per rep
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", json.dumps(cfg)],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            results[i].append(res)
+            print(
+                f"rep {rep} {cfg['kind']:>6} shards={cfg['shards']} "
+                f"{cfg.get('budget') or cfg.get('min_piece_count') or cfg.get('workers') or ''}: "
+                f"{res['seconds']} s, peak {res['peak_rss_mb']} MB, {res['fingerprint']}",
+                flush=True,
+            )
+    summary = []
+    for runs in results.values():
+        med = {k: statistics.median(r[k] for r in runs) for k in ("seconds", "peak_rss_mb")}
+        row = {**runs[0], **med, "reps": len(runs), "files": None}
+        if "count_seconds" in runs[0]:
+            row["count_seconds"] = statistics.median(r["count_seconds"] for r in runs)
+        summary.append(row)
+    print(
+        "\n| input | mode | MB | s (median) | MB/s | peak RSS MB | distinct | kept | runs "
+        "| fingerprint |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in summary:
+        mode = r["kind"] + (
+            f" {r['budget']}"
+            if r.get("budget")
+            else f" >= {r['min_piece_count']}"
+            if r["kind"] == "prune"
+            else f" {r['workers']} workers"
+            if r["kind"] == "ray"
+            else ""
+        )
+        mb = r["bytes"] / 1e6
+        print(
+            f"| {r['shards']} shards | {mode} | {mb:.0f} | {r['seconds']:.1f} | "
+            f"{mb / r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['unique_pieces']:,} | "
+            f"{r.get('kept_pieces') or '-'} | "
+            f"{r.get('spill_runs') or 0} | {r['fingerprint']} |"
+        )
+    if args.out:
+        pathlib.Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
