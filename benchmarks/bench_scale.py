@@ -103,6 +103,15 @@ def run_one(cfg: dict) -> dict:
     else:
         raise ValueError(kind)
     seconds = time.perf_counter() - start
+    if cfg.get("bpt"):
+        # Compression on the held-out valid shard (not timed).
+        import gzip
+
+        with gzip.open(CORPUS / "valid-00000.jsonl.gz", "rt", encoding="utf-8") as f:
+            texts = [json.loads(line)["content"] for line in f]
+        ids = tok.encode_batch(texts, num_threads=cfg["threads"])
+        total = sum(len(t.encode("utf-8")) for t in texts)
+        extra["valid_bytes_per_token"] = round(total / sum(map(len, ids)), 4)
     r = tok.train_report or {}
     return {
         **cfg,
@@ -133,6 +142,8 @@ def main() -> None:
     )
     ap.add_argument("--ray-workers", type=int, nargs="*", default=[], help="Ray runs (CPUs)")
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--no-train", action="store_true", help="skip the full training runs")
+    ap.add_argument("--bpt", action="store_true", help="bytes/token on the valid shard")
     ap.add_argument("--out", default=None, help="JSON results file")
     args = ap.parse_args()
     if args.one:
@@ -144,9 +155,10 @@ def main() -> None:
     configs = []
     for n in args.shards:
         common = {"files": [str(p) for p in shards[:n]], "shards": n}
-        common.update(vocab_size=args.vocab_size, threads=args.threads)
-        configs.append({**common, "kind": "memory"})
-        configs += [{**common, "kind": "budget", "budget": b} for b in args.budgets]
+        common.update(vocab_size=args.vocab_size, threads=args.threads, bpt=args.bpt)
+        if not args.no_train:
+            configs.append({**common, "kind": "memory"})
+            configs += [{**common, "kind": "budget", "budget": b} for b in args.budgets]
         if args.min_piece_count > 1:
             configs.append({**common, "kind": "prune", "min_piece_count": args.min_piece_count})
         if args.counts:
@@ -202,6 +214,8 @@ def main() -> None:
             f"{mb / r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['unique_pieces']:,} | "
             f"{r.get('kept_pieces') or '-'} | "
             f"{r.get('spill_runs') or 0} | {r['fingerprint']} |"
+            + (f" valid bytes/token {r['valid_bytes_per_token']}" if r.get("bpt") else "")
+            + (f" count {r['count_seconds']} s" if r.get("count_seconds") else "")
         )
     if args.out:
         pathlib.Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
