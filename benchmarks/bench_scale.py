@@ -31,6 +31,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def run_one(cfg: dict) -> dict:
     """One configuration, in this process (called in a subprocess by main)."""
     from codekiln import Tokenizer
@@ -50,6 +55,44 @@ def run_one(cfg: dict) -> dict:
             max_memory=cfg.get("budget"),
             min_piece_count=cfg.get("min_piece_count", 1),
         )
+    elif kind == "hf":
+        # The anchor: HF tokenizers' BpeTrainer (ByteLevel, as in bench_tokenizer.py) on the
+        # same documents, which it needs in memory; "loaded_rss_mb" is the RSS with the text
+        # loaded, before training.
+        import gzip
+
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import models, pre_tokenizers, trainers
+
+        texts = []
+        for f in files:
+            with gzip.open(f, "rt", encoding="utf-8") as fh:
+                texts += [json.loads(line)["content"] for line in fh]
+        extra["loaded_rss_mb"] = round(_current_rss_mb(), 1)
+        start = time.perf_counter()
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=cfg["vocab_size"],
+            min_frequency=2,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            special_tokens=["<|endoftext|>"],
+        )
+        hf.train_from_iterator(texts, trainer)
+        return {
+            **cfg,
+            **extra,
+            "seconds": round(time.perf_counter() - start, 2),
+            "bytes": sum(len(t.encode("utf-8")) for t in texts),
+            "unique_pieces": None,
+            "kept_pieces": None,
+            "spill_runs": None,
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "base_rss_mb": round(base_rss, 1),
+            "fingerprint": "-",
+            "merges": hf.get_vocab_size(),
+        }
     elif kind == "count-only":
         # Stage 1 alone (what the budget bounds): count into a file, no merge phase.
         with tempfile.TemporaryDirectory() as d:
@@ -144,6 +187,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--no-train", action="store_true", help="skip the full training runs")
     ap.add_argument("--bpt", action="store_true", help="bytes/token on the valid shard")
+    ap.add_argument("--hf", action="store_true", help="also HF tokenizers' BpeTrainer")
     ap.add_argument("--out", default=None, help="JSON results file")
     args = ap.parse_args()
     if args.one:
@@ -167,6 +211,8 @@ def main() -> None:
             configs.append({**common, "kind": "count-only"})
             configs += [{**common, "kind": "count-only", "budget": b} for b in args.budgets]
         configs += [{**common, "kind": "ray", "workers": w} for w in args.ray_workers]
+        if args.hf:
+            configs.append({**common, "kind": "hf"})
     results: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[1] / "python")}
     for rep in range(args.reps):
@@ -216,6 +262,7 @@ def main() -> None:
             f"{r.get('spill_runs') or 0} | {r['fingerprint']} |"
             + (f" valid bytes/token {r['valid_bytes_per_token']}" if r.get("bpt") else "")
             + (f" count {r['count_seconds']} s" if r.get("count_seconds") else "")
+            + (f" loaded {r['loaded_rss_mb']} MB" if r.get("loaded_rss_mb") else "")
         )
     if args.out:
         pathlib.Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
