@@ -7,6 +7,8 @@ all unpruned configurations must agree (the budget, count files and Ray change n
 
     python benchmarks/bench_scale.py --shards 2 5 --vocab-size 32768 --reps 3 \
         --budgets 256MB 32MB --min-piece-count 2 --ray-workers 1 2 --out results/scale.json
+    # beyond the corpus: 1 GB of renamed copies (written once to --synthetic-dir)
+    python benchmarks/bench_scale.py --synthetic-mb 1000 --budgets 256MB --count-only
 
 Input: ``../shared/corpus/train-*.jsonl.gz`` (CodeParrot schema, ~60 MB of text per shard).
 """
@@ -25,6 +27,49 @@ import tempfile
 import time
 
 CORPUS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def make_synthetic(out_dir: pathlib.Path, target_mb: float) -> list[pathlib.Path]:
+    """Write ``target_mb`` MB of text as JSONL.gz shards: the train shards, streamed again and
+    again, pass ``k`` renaming every identifier that is not a keyword or builtin (and not an
+    attribute) to ``name_k``, so that the distinct pieces keep growing as in a larger real
+    corpus (new projects bring new names). Deterministic; existing shards are reused."""
+    import builtins
+    import gzip
+    import keyword
+    import re
+
+    keep = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {"self", "cls"}
+    ident = re.compile(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_]{2,})\b")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards = sorted(CORPUS.glob("train-*.jsonl.gz"))
+    written, paths, k = 0.0, [], 0
+    while written < target_mb:
+        for shard in shards:
+            if written >= target_mb:
+                break
+            path = out_dir / f"synthetic-{k:03d}-{shard.name}"
+            paths.append(path)
+            if path.exists():
+                with gzip.open(path, "rt", encoding="utf-8") as f:
+                    written += sum(len(json.loads(x)["content"].encode()) for x in f) / 1e6
+                continue
+            tmp = path.with_suffix(".tmp")
+            with (
+                gzip.open(shard, "rt", encoding="utf-8") as src,
+                gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as dst,
+            ):
+                for line in src:
+                    text = json.loads(line)["content"]
+                    if k:
+                        text = ident.sub(
+                            lambda m, k=k: m[1] if m[1] in keep else f"{m[1]}_{k}", text
+                        )
+                    dst.write(json.dumps({"content": text}) + "\n")
+                    written += len(text.encode()) / 1e6
+            tmp.rename(path)
+        k += 1
+    return paths
 
 
 def _peak_rss_mb() -> float:
@@ -188,6 +233,14 @@ def main() -> None:
     ap.add_argument("--no-train", action="store_true", help="skip the full training runs")
     ap.add_argument("--bpt", action="store_true", help="bytes/token on the valid shard")
     ap.add_argument("--hf", action="store_true", help="also HF tokenizers' BpeTrainer")
+    ap.add_argument(
+        "--synthetic-mb",
+        type=float,
+        default=0,
+        help="instead of --shards: this many MB of the corpus streamed repeatedly with "
+        "identifiers renamed per pass (written once under --synthetic-dir)",
+    )
+    ap.add_argument("--synthetic-dir", default="/tmp/codekiln-synthetic")
     ap.add_argument("--out", default=None, help="JSON results file")
     args = ap.parse_args()
     if args.one:
@@ -196,9 +249,13 @@ def main() -> None:
     shards = sorted(CORPUS.glob("train-*.jsonl.gz"))
     if not shards:
         sys.exit(f"corpus not found at {CORPUS}")
+    inputs = [(n, shards[:n]) for n in args.shards]
+    if args.synthetic_mb:
+        made = make_synthetic(pathlib.Path(args.synthetic_dir), args.synthetic_mb)
+        inputs = [(f"synthetic {args.synthetic_mb:.0f} MB", made)]
     configs = []
-    for n in args.shards:
-        common = {"files": [str(p) for p in shards[:n]], "shards": n}
+    for n, paths in inputs:
+        common = {"files": [str(p) for p in paths], "shards": n}
         common.update(vocab_size=args.vocab_size, threads=args.threads, bpt=args.bpt)
         if not args.no_train:
             configs.append({**common, "kind": "memory"})
