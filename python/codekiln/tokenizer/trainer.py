@@ -144,9 +144,11 @@ def spill_directory(max_memory: int | None, spill_dir: str | os.PathLike[str] | 
     return tempfile.TemporaryDirectory(prefix="codekiln-spill-", dir=spill_dir)
 
 
-def count_corpus(counter: Any, corpus: Corpus, num_threads: int, progress: bool) -> ReadReport:
+def count_corpus(
+    counter: Any, corpus: Corpus, num_threads: int, progress: bool, *, allow_empty: bool = False
+) -> ReadReport:
     """Feed every input of ``corpus`` to ``counter`` (a ``_core.Trainer`` or
-    ``_core.Counter``); raises ``ValueError`` when it held no text."""
+    ``_core.Counter``); raises ``ValueError`` when it held no text, unless ``allow_empty``."""
     read = ReadReport()
     read.add_skipped_files(corpus.skipped)
     for run in corpus.runs():
@@ -154,7 +156,7 @@ def count_corpus(counter: Any, corpus: Corpus, num_threads: int, progress: bool)
             _count_texts(counter, run, read, num_threads, progress)
         else:
             _count_files(counter, run, read, num_threads, progress)
-    if counter.total_bytes == 0:
+    if counter.total_bytes == 0 and not allow_empty:
         if read.files or read.skipped_files:
             what = f"{read.files} file(s) read, {read.skipped_files} skipped"
         else:
