@@ -99,7 +99,8 @@ def count_and_merge(
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
-# The smallest budget accepted: below it every new piece would spill a run of its own.
+# The smallest budget accepted: smaller ones spill runs of a few thousand pieces each, and
+# merging thousands of runs costs more than the memory saved.
 MIN_MEMORY = 1 << 20
 
 
