@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 import random
 
 import pytest
-from codekiln import Tokenizer
+from codekiln import Tokenizer, _core
 from codekiln.cli import main
 from codekiln.tokenizer.counts import (
     count_pieces,
@@ -15,6 +16,8 @@ from codekiln.tokenizer.counts import (
     merge_counts,
     train_from_counts,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def _shards(directory: pathlib.Path, n: int = 3) -> list[pathlib.Path]:
@@ -100,6 +103,11 @@ def test_count_file_errors(tmp_path: pathlib.Path) -> None:
         merge_counts([], tmp_path / "m.bin")
     with pytest.raises(ValueError, match="vocab_size=10 is too small"):
         train_from_counts(a, vocab_size=10, progress=False)
+    empty = tmp_path / "empty.bin"
+    assert count_pieces(["", ""], empty, progress=False)["documents"] == 2
+    assert merge_counts([a, empty], tmp_path / "m.bin")["documents"] == 5
+    with pytest.raises(ValueError, match="hold no text"):
+        train_from_counts([empty], vocab_size=300, progress=False)
 
 
 def test_cli_count_merge_train(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,3 +146,28 @@ def test_cli_count_merge_train(tmp_path: pathlib.Path, capsys: pytest.CaptureFix
     assert (
         main([*train, "--from-counts", str(merged), "--input", str(shards[0]), "--out", "x"]) == 2
     )
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    texts=st.lists(st.text(alphabet="ab_x1 \n(é", max_size=25), min_size=1, max_size=40),
+    cuts=st.lists(st.integers(0, 40), max_size=3),
+)
+def test_any_split_into_count_files_trains_the_same(
+    tmp_path_factory: pytest.TempPathFactory, texts: list[str], cuts: list[int]
+) -> None:
+    d = tmp_path_factory.mktemp("counts")
+    bounds = [0, *sorted(min(c, len(texts)) for c in cuts), len(texts)]
+    files = []
+    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+        if a == b:
+            continue
+        files.append(d / f"c{i}.bin")
+        count_pieces(texts[a:b], files[-1], progress=False)
+    merges = _core.Trainer("code", True)
+    merges.add_texts(texts, 1)
+    want = merges.train(50, 1, 1)
+    stats, got, _, _ = _core.train_count_files([str(f) for f in files], 50, 1, 1, 2)
+    assert got == want
+    assert stats["documents"] == len(texts)
+    assert stats["bytes"] == sum(len(t.encode()) for t in texts)

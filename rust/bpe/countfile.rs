@@ -478,4 +478,18 @@ mod tests {
         let err = merge_files(&[], &m).unwrap_err();
         assert!(err.to_string().contains("no count files"));
     }
+
+    #[test]
+    fn pieces_longer_than_the_read_buffer_round_trip() {
+        let p = tmp("long.bin");
+        let long = "x".repeat(3 * BUF + 7);
+        write(&p, CODE, &[("a", 1), (long.as_str(), 1 << 50), ("y", 2)], 1);
+        let mut r = CountReader::open(&p).unwrap();
+        let mut got = Vec::new();
+        while let Some((piece, c)) = r.next_entry().unwrap() {
+            got.push((piece.len(), c));
+        }
+        assert_eq!(got, vec![(1, 1), (long.len(), 1 << 50), (1, 2)]);
+        assert_eq!(r.stats.unwrap().entries, 3);
+    }
 }

@@ -79,7 +79,9 @@ def count_pieces(
     resolved = corpus.resolve(source, include=include, exclude=exclude, text_field=text_field)
     with trainer.spill_directory(budget, spill_dir) as tmp:
         counter = _core.Counter(pattern, newline == NEWLINE_TOKEN, text_field, budget, tmp)
-        read = trainer.count_corpus(counter, resolved, threads, progress)
+        # An input without text (all skipped, say) writes an empty count file: one empty
+        # shard must not fail a distributed count; training from only empty files fails.
+        read = trainer.count_corpus(counter, resolved, threads, progress, allow_empty=True)
         with atomic_path(out) as tmp_out:
             stats = dict(counter.write(tmp_out))
     stats.update(
@@ -156,6 +158,8 @@ def train_from_counts(
         stats, merges, distinct, kept = _core.train_count_files(
             files, num_merges, min_frequency, min_piece_count, threads, trainer.merge_callback(bar)
         )
+    if int(stats["bytes"]) == 0:
+        raise ValueError(f"empty corpus: the {len(files)} count file(s) hold no text")
     if len(merges) < num_merges:
         warnings.warn(
             f"learned only {len(merges)} of {num_merges} merges: no pair of tokens occurs "

@@ -99,7 +99,8 @@ def count_and_merge(
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
-# The smallest budget accepted: below it every new piece would spill a run of its own.
+# The smallest budget accepted: smaller ones spill runs of a few thousand pieces each, and
+# merging thousands of runs costs more than the memory saved.
 MIN_MEMORY = 1 << 20
 
 
@@ -144,9 +145,11 @@ def spill_directory(max_memory: int | None, spill_dir: str | os.PathLike[str] | 
     return tempfile.TemporaryDirectory(prefix="codekiln-spill-", dir=spill_dir)
 
 
-def count_corpus(counter: Any, corpus: Corpus, num_threads: int, progress: bool) -> ReadReport:
+def count_corpus(
+    counter: Any, corpus: Corpus, num_threads: int, progress: bool, *, allow_empty: bool = False
+) -> ReadReport:
     """Feed every input of ``corpus`` to ``counter`` (a ``_core.Trainer`` or
-    ``_core.Counter``); raises ``ValueError`` when it held no text."""
+    ``_core.Counter``); raises ``ValueError`` when it held no text, unless ``allow_empty``."""
     read = ReadReport()
     read.add_skipped_files(corpus.skipped)
     for run in corpus.runs():
@@ -154,7 +157,7 @@ def count_corpus(counter: Any, corpus: Corpus, num_threads: int, progress: bool)
             _count_texts(counter, run, read, num_threads, progress)
         else:
             _count_files(counter, run, read, num_threads, progress)
-    if counter.total_bytes == 0:
+    if counter.total_bytes == 0 and not allow_empty:
         if read.files or read.skipped_files:
             what = f"{read.files} file(s) read, {read.skipped_files} skipped"
         else:
