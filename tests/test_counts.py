@@ -38,12 +38,15 @@ def _shards(directory: pathlib.Path, n: int = 3) -> list[pathlib.Path]:
     return paths
 
 
-@pytest.mark.parametrize(("pattern", "newline"), [("code", "<N>"), ("gpt2", None)])
+@pytest.mark.parametrize(
+    ("pattern", "newline", "rule"),
+    [("code", "<N>", "merged"), ("code", "<N>", "strict"), ("gpt2", None, "merged")],
+)
 def test_merged_counts_train_the_one_pass_tokenizer(
-    tmp_path: pathlib.Path, pattern: str, newline: str | None
+    tmp_path: pathlib.Path, pattern: str, newline: str | None, rule: str
 ) -> None:
     shards = _shards(tmp_path)
-    settings = dict(pattern=pattern, newline=newline)
+    settings = dict(pattern=pattern, newline=newline, newline_rule=rule)
     one_pass = Tokenizer.train(shards, vocab_size=320, progress=False, **settings)
     files = []
     for i, shard in enumerate(shards):
@@ -59,9 +62,11 @@ def test_merged_counts_train_the_one_pass_tokenizer(
     assert info["documents"] == 120 and info["pattern"] == pattern
     assert info["distinct_pieces"] == one_pass.train_report["unique_pieces"]
     assert info["pieces"] == one_pass.train_report["pieces"]
+    assert (info["newline"], info["newline_rule"]) == (newline, rule)
     for source in (files, [merged], files[::-1]):
         tok = train_from_counts(source, vocab_size=320, progress=False)
         assert tok.fingerprint == one_pass.fingerprint
+        assert (tok.newline, tok.newline_rule) == (newline, rule)
         assert tok.train_report["documents"] == 120
     # Merging is associative: ((a + b) + c) is the same file as (a + b + c).
     ab = tmp_path / "ab.bin"
@@ -164,10 +169,24 @@ def test_any_split_into_count_files_trains_the_same(
             continue
         files.append(d / f"c{i}.bin")
         count_pieces(texts[a:b], files[-1], progress=False)
-    merges = _core.Trainer("code", True)
+    merges = _core.Trainer("code", False)  # the default merged <N> rule: newlines not isolated
     merges.add_texts(texts, 1)
     want = merges.train(50, 1, 1)
     stats, got, _, _ = _core.train_count_files([str(f) for f in files], 50, 1, 1, 2)
     assert got == want
     assert stats["documents"] == len(texts)
     assert stats["bytes"] == sum(len(t.encode()) for t in texts)
+
+
+def test_newline_rules_do_not_mix(tmp_path: pathlib.Path) -> None:
+    """Merged <N> and no <N> count the same pieces but train different tokenizers; strict
+    counts other pieces: files of different rules are never merged."""
+    texts = ["def f():\n    return 1\n"] * 3
+    merged, none, strict = (tmp_path / f"{n}.bin" for n in ("merged", "none", "strict"))
+    count_pieces(texts, merged, progress=False)
+    count_pieces(texts, none, newline=None, progress=False)
+    count_pieces(texts, strict, newline_rule="strict", progress=False)
+    for other in (none, strict):
+        with pytest.raises(ValueError, match=r"different settings.*newline=<N> merged"):
+            merge_counts([merged, other], tmp_path / "x.bin")
+    assert train_from_counts([none], vocab_size=260, progress=False).newline is None

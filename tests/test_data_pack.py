@@ -717,3 +717,12 @@ def test_tokenizer_training_skips_damaged_files(tmp_path, docs) -> None:
     assert r["skipped_files"] == 1
     assert r["skipped"][0][0] == str(src / "b.jsonl.gz")
     assert "the rest of the file skipped" in r["skipped"][0][1]
+    for budget in (None, "1MiB"):  # the in-memory and the bounded-memory counters
+        with pytest.raises(OSError, match=r"b\.jsonl\.gz"):
+            Tokenizer.train(src, vocab_size=300, progress=False, strict=True, max_memory=budget)
+    from codekiln.cli import main
+
+    out = tmp_path / "t.json"
+    args = ["tokenizer", "train", "--input", str(src), "--vocab-size", "300", "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 0
+    assert main([*args, "--no-progress", "--strict"]) == 1

@@ -45,6 +45,7 @@ class Trainer:
         paths: Sequence[str],
         num_threads: int,
         progress: Callable[[int, int], None] | None = None,
+        strict: bool = False,
     ) -> dict[str, object]:
         """Read and count files: ``.jsonl``/``.jsonl.gz``/``.jsonl.zst`` (also ``.json*``,
         case-insensitive; one document per line,
@@ -93,6 +94,7 @@ class Counter:
         text_field: str = "content",
         max_memory: int | None = None,
         spill_dir: str | os.PathLike[str] | None = None,
+        newline_token: bool | None = None,
     ) -> None: ...
     def add_texts(self, texts: Sequence[str], num_threads: int) -> None:
         """Count the pieces of every text (GIL released)."""
@@ -101,6 +103,7 @@ class Counter:
         paths: Sequence[str | os.PathLike[str]],
         num_threads: int,
         progress: Callable[[int, int, int, int, int], None] | None = None,
+        strict: bool = False,
     ) -> dict[str, object]:
         """As ``Trainer.add_files``; ``progress(done_bytes, total_bytes, table_entries,
         table_bytes, runs)``."""
@@ -138,8 +141,9 @@ def inspect_count_file(path: str | os.PathLike[str]) -> dict[str, object]:
     """Read a count file to its end, verifying it: ``{"pattern", "newline", "documents",
     "bytes", "pieces", "distinct_pieces"}``."""
 
-def count_file_settings(path: str | os.PathLike[str]) -> tuple[str, bool]:
-    """The (pattern, newline) settings in a count file's header (the entries are not read)."""
+def count_file_settings(path: str | os.PathLike[str]) -> tuple[str, bool, bool]:
+    """The (pattern, newlines isolated, has <N>) settings in a count file's header (the entries
+    are not read)."""
 
 def train_count_files(
     paths: Sequence[str | os.PathLike[str]],
@@ -214,6 +218,7 @@ class Packer:
         resume: Sequence[tuple[int, int]] | None,
         on_shard: Callable[[dict[str, object]], None] | None,
         batch_bytes: int,
+        strict: bool = False,
     ) -> None:
         """``filters``: keys ``min_bytes``, ``max_bytes``, ``max_line_length``,
         ``max_mean_line_length``, ``min_alnum_fraction``, ``auto_generated``, ``license_allow``

@@ -35,7 +35,32 @@ const BUF: usize = 1 << 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub pattern: Pattern,
+    /// Whether the pre-tokenizer isolates every newline (the strict `<N>` rule).
     pub newline: bool,
+    /// Whether the tokenizer to train has the `<N>` token. Pieces do not depend on it when
+    /// newlines are not isolated (the merged `<N>` rule counts like no `<N>`), but the
+    /// tokenizer trained from the counts does; files without it (older) have it = `newline`.
+    pub newline_token: bool,
+}
+
+impl Settings {
+    /// Settings where `<N>` is present exactly when newlines are isolated.
+    pub fn new(pattern: Pattern, newline: bool) -> Settings {
+        Settings {
+            pattern,
+            newline,
+            newline_token: newline,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mode = match (self.newline_token, self.newline) {
+            (false, _) => "none",
+            (true, true) => "<N> strict",
+            (true, false) => "<N> merged",
+        };
+        format!("pattern={:?} newline={mode}", self.pattern.name())
+    }
 }
 
 /// What the counted input held (sums over merged files).
@@ -88,6 +113,7 @@ impl CountWriter {
         let json = serde_json::json!({
             "pattern": settings.pattern.name(),
             "newline": settings.newline,
+            "newline_token": settings.newline_token,
         })
         .to_string();
         let mut head = MAGIC.to_vec();
@@ -170,10 +196,7 @@ impl CountReader {
             inp: BufReader::with_capacity(BUF, file),
             hash: Sha256::new(),
             path: path.to_path_buf(),
-            settings: Settings {
-                pattern: Pattern::Code,
-                newline: true,
-            },
+            settings: Settings::new(Pattern::Code, true),
             stats: None,
             last: Vec::new(),
             entries: 0,
@@ -199,7 +222,12 @@ impl CountReader {
         let newline = json["newline"]
             .as_bool()
             .ok_or_else(|| r.bad("count file settings: missing newline"))?;
-        r.settings = Settings { pattern, newline };
+        let newline_token = json["newline_token"].as_bool().unwrap_or(newline);
+        r.settings = Settings {
+            pattern,
+            newline,
+            newline_token,
+        };
         Ok(r)
     }
 
@@ -324,15 +352,12 @@ pub fn open_all(paths: &[PathBuf]) -> Result<(Settings, Vec<CountReader>)> {
     for r in &readers[1..] {
         if r.settings != settings {
             return Err(Error::invalid(format!(
-                "count files were made with different settings: {} has pattern={:?} \
-                 newline={}, {} has pattern={:?} newline={}; count all inputs with the same \
-                 --pattern and --newline",
+                "count files were made with different settings: {} has {}, {} has {}; count \
+                 all inputs with the same --pattern, --newline and --newline-rule",
                 first.path.display(),
-                settings.pattern.name(),
-                settings.newline,
+                settings.describe(),
                 r.path.display(),
-                r.settings.pattern.name(),
-                r.settings.newline,
+                r.settings.describe(),
             ))
             .at(&r.path));
         }
@@ -417,6 +442,7 @@ mod tests {
     const CODE: Settings = Settings {
         pattern: Pattern::Code,
         newline: true,
+        newline_token: true,
     };
 
     #[test]
@@ -450,15 +476,7 @@ mod tests {
 
         // Different settings: a clear error naming both files.
         let g = tmp("g.bin");
-        write(
-            &g,
-            Settings {
-                pattern: Pattern::Gpt2,
-                newline: true,
-            },
-            &[("a", 1)],
-            1,
-        );
+        write(&g, Settings::new(Pattern::Gpt2, true), &[("a", 1)], 1);
         let err = merge_files(&[a.clone(), g.clone()], &m).unwrap_err();
         assert!(err.to_string().contains("different settings"), "{err}");
         assert!(err.to_string().contains("g.bin"), "{err}");

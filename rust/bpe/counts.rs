@@ -63,6 +63,11 @@ pub struct CountProgress {
 pub struct PieceCounter {
     pub pattern: Pattern,
     pub newline: bool,
+    /// Recorded in count files (see [`Settings::newline_token`]); counting ignores it.
+    pub newline_token: bool,
+    /// Fail on an input file that cannot be read to its end instead of skipping the rest of
+    /// it (see `corpus::read`).
+    pub strict: bool,
     /// One table per worker, merged only when needed.
     tables: Vec<Table>,
     spill: Option<Spill>,
@@ -76,6 +81,8 @@ impl PieceCounter {
         PieceCounter {
             pattern,
             newline,
+            newline_token: newline,
+            strict: false,
             tables: Vec::new(),
             spill: None,
             documents: 0,
@@ -96,6 +103,7 @@ impl PieceCounter {
         Settings {
             pattern: self.pattern,
             newline: self.newline,
+            newline_token: self.newline_token,
         }
     }
 
@@ -302,7 +310,7 @@ impl PieceCounter {
         let opts = Options {
             text_field: text_field.to_string(),
             with_meta: false,
-            ..Options::default()
+            strict: self.strict,
         };
         let result = scan::read_batches(
             &pool,
@@ -384,6 +392,8 @@ mod tests {
             assert_eq!(from_files.counts(), from_texts.counts());
             assert_eq!(from_files.total_pieces, from_texts.total_pieces);
         }
+        // A missing input that was named is an error naming it (damaged files are skipped
+        // unless strict: `corpus::read`'s tests).
         let missing = vec![dir.join("nope.py")];
         let err = PieceCounter::new(Pattern::Code, true)
             .add_files(&missing, "content", 1, &mut |_| true)

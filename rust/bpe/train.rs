@@ -96,8 +96,10 @@ impl Trainer {
         &mut self,
         paths: &[PathBuf],
         num_threads: usize,
+        strict: bool,
         progress: &mut dyn FnMut(u64, u64) -> bool,
     ) -> Result<FilesReport> {
+        self.counter.strict = strict;
         self.counter
             .add_files(paths, &self.text_field, num_threads, &mut |p| {
                 progress(p.done, p.total)

@@ -141,8 +141,11 @@ fn round_trip_split_and_thread_invariance() {
 fn filters_dedup_and_report() {
     let mut records = corpus(50);
     let mut dup = records[3].clone();
-    dup.text = dup.text.replace("    ", "\t");
+    dup.text = dup.text.replace('\n', "  \r\n"); // same program: trailing spaces, CRLF
     records.push(dup);
+    let mut reindented = records[4].clone();
+    reindented.text = reindented.text.replace("    ", "\t"); // another program: kept
+    records.push(reindented);
     records.push(Record {
         text: "x".into(),
         ..Record::default()
@@ -154,7 +157,7 @@ fn filters_dedup_and_report() {
     assert_eq!(r.removed.get("exact_duplicate"), Some(&1));
     assert_eq!(r.removed.get("too_small"), Some(&1));
     assert_eq!(r.removed_bytes.get("too_small"), Some(&1));
-    assert_eq!(r.train.documents + r.valid.documents, 50);
+    assert_eq!(r.train.documents + r.valid.documents, 51);
 }
 
 #[test]

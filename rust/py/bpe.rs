@@ -89,20 +89,23 @@ impl Trainer {
         })
     }
 
-    #[pyo3(signature = (paths, num_threads, progress = None))]
+    #[pyo3(signature = (paths, num_threads, progress = None, strict = false))]
     fn add_files<'py>(
         &mut self,
         py: Python<'py>,
         paths: Vec<PathBuf>,
         num_threads: usize,
         progress: Option<Py<PyAny>>,
+        strict: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         self.check_open()?;
         let n = threads(num_threads)?;
         let inner = &mut self.inner;
         let mut cb = Callback::new(progress);
         let result = run(py, || {
-            inner.add_files(&paths, n, &mut |done, total| cb.call(&[done, total]))
+            inner.add_files(&paths, n, strict, &mut |done, total| {
+                cb.call(&[done, total])
+            })
         });
         let report = cb.finish(result)?;
         convert::files_report(py, &report, &self.inner.text_field)

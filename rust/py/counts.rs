@@ -34,6 +34,7 @@ fn stats_dict<'py>(
     if let Some(st) = settings {
         d.set_item("pattern", st.pattern.name())?;
         d.set_item("newline", st.newline)?;
+        d.set_item("newline_token", st.newline_token)?;
     }
     d.set_item("documents", s.documents)?;
     d.set_item("bytes", s.bytes)?;
@@ -67,16 +68,20 @@ impl Counter {
 #[pymethods]
 impl Counter {
     #[new]
-    #[pyo3(signature = (pattern, newline, text_field = "content", max_memory = None, spill_dir = None))]
+    #[pyo3(signature = (
+        pattern, newline, text_field = "content", max_memory = None, spill_dir = None,
+        newline_token = None
+    ))]
     fn new(
         pattern: &str,
         newline: bool,
         text_field: &str,
         max_memory: Option<usize>,
         spill_dir: Option<PathBuf>,
+        newline_token: Option<bool>,
     ) -> PyResult<Self> {
         let p = parse_pattern(pattern)?;
-        let inner = match (max_memory, spill_dir) {
+        let mut inner = match (max_memory, spill_dir) {
             (Some(budget), Some(dir)) => PieceCounter::with_spill(p, newline, budget, &dir),
             (None, None) => PieceCounter::new(p, newline),
             _ => {
@@ -85,6 +90,14 @@ impl Counter {
                 ))
             }
         };
+        if let Some(token) = newline_token {
+            if newline && !token {
+                return Err(PyValueError::new_err(
+                    "newlines are isolated only for the strict <N> rule (newline_token=True)",
+                ));
+            }
+            inner.newline_token = token;
+        }
         Ok(Counter {
             inner: Some(inner),
             text_field: text_field.to_string(),
@@ -113,17 +126,19 @@ impl Counter {
         run(py, || inner.add_texts(&refs, n))
     }
 
-    #[pyo3(signature = (paths, num_threads, progress = None))]
+    #[pyo3(signature = (paths, num_threads, progress = None, strict = false))]
     fn add_files<'py>(
         &mut self,
         py: Python<'py>,
         paths: Vec<PathBuf>,
         num_threads: usize,
         progress: Option<Py<PyAny>>,
+        strict: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let n = threads(num_threads)?;
         let text_field = self.text_field.clone();
         let inner = self.open()?;
+        inner.strict = strict;
         let mut cb = Callback::new(progress);
         let result = run(py, || {
             inner.add_files(&paths, &text_field, n, &mut |p| {
@@ -219,9 +234,9 @@ fn inspect_count_file<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py
 
 /// The settings in a count file's header: (pattern, newline).
 #[pyfunction]
-fn count_file_settings(py: Python<'_>, path: PathBuf) -> PyResult<(&'static str, bool)> {
+fn count_file_settings(py: Python<'_>, path: PathBuf) -> PyResult<(&'static str, bool, bool)> {
     let s = run(py, || rs_count_file_settings(&path))?;
-    Ok((s.pattern.name(), s.newline))
+    Ok((s.pattern.name(), s.newline, s.newline_token))
 }
 
 /// Learn merges from count files: (stats with settings, merges, distinct, kept).

@@ -60,10 +60,11 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     )
     p.add_argument(
         "--newline-rule",
-        default="merged",
+        default=None,
         choices=["merged", "strict"],
-        help="with <N>: 'merged' (a newline run and the next line's indentation are one piece) "
-        "or 'strict' (every newline is a token of its own)",
+        help="with <N>: 'merged' (default: a newline run and the next line's indentation are "
+        "one piece) or 'strict' (every newline is a token of its own); with --from-counts: "
+        "the files' setting",
     )
     p.add_argument("--threads", type=Int(), default=None, metavar="N", help=THREADS_HELP)
     p.add_argument("--min-frequency", type=Int(1), default=2, metavar="N")
@@ -76,6 +77,12 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     )
     p.add_argument("--text-field", default="content", metavar="F", help="JSONL text field")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop on an input file that cannot be read to its end (unreadable, truncated or "
+        "corrupt .gz/.zst); by default the rest of it is skipped and listed",
+    )
     add_memory_args(p)
     p.add_argument(
         "--min-piece-count",
@@ -122,6 +129,12 @@ def add_tokenizer_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("--out", required=True, metavar="FILE", help="count file to write")
     p.add_argument("--pattern", default="code", choices=["code", "gpt2"])
     p.add_argument("--newline", default="<N>", choices=["<N>", "none"])
+    p.add_argument(
+        "--newline-rule",
+        default="merged",
+        choices=["merged", "strict"],
+        help="with <N>: the rule the tokenizer will be trained with (stored in the file)",
+    )
     p.add_argument("--threads", type=Int(), default=None, metavar="N", help=THREADS_HELP)
     p.add_argument("--text-field", default="content", metavar="F", help="JSONL text field")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -203,7 +216,8 @@ def _counts_summary(stats: dict[str, Any]) -> str:
     return (
         f"{stats['documents']:,} documents, {stats['bytes']:,} bytes, {stats['pieces']:,} "
         f"pieces ({stats['distinct_pieces']:,} distinct; pattern={stats['pattern']}, "
-        f"newline={'<N>' if stats['newline'] else 'none'})"
+        f"newline={stats['newline'] or 'none'}"
+        + (f" {stats['newline_rule']})" if stats["newline"] else ")")
     )
 
 
@@ -217,6 +231,7 @@ def _tokenizer_count(args: argparse.Namespace) -> int:
         out,
         pattern=args.pattern,
         newline=None if args.newline == "none" else args.newline,
+        newline_rule=args.newline_rule,
         text_field=args.text_field,
         num_threads=args.threads,
         max_memory=args.max_memory,
@@ -263,10 +278,12 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
             raise ValueError(
                 "--max-memory/--spill-dir/--ray apply to counting, not to --from-counts"
             )
-        stats = inspect_settings(args.from_counts[0])
+        pattern, newline, rule = inspect_settings(args.from_counts[0])
+        have_newline = "none" if newline is None else newline
         for flag, want, have in [
-            ("--pattern", args.pattern, stats[0]),
-            ("--newline", args.newline, "<N>" if stats[1] else "none"),
+            ("--pattern", args.pattern, pattern),
+            ("--newline", args.newline, have_newline),
+            ("--newline-rule", args.newline_rule if newline is not None else None, rule),
         ]:
             if want is not None and want != have:
                 raise ValueError(
@@ -293,6 +310,7 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
             vocab_size=args.vocab_size,
             pattern=args.pattern or "code",
             newline=None if args.newline == "none" else "<N>",
+            newline_rule=args.newline_rule or "merged",
             special_tokens=specials,
             min_frequency=args.min_frequency,
             min_piece_count=args.min_piece_count,
@@ -313,9 +331,10 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
         vocab_size=args.vocab_size,
         pattern=args.pattern or "code",
         newline=None if args.newline == "none" else "<N>",
-        newline_rule=args.newline_rule,
+        newline_rule=args.newline_rule or "merged",
         special_tokens=specials,
         min_frequency=args.min_frequency,
+        strict=args.strict,
         num_threads=args.threads,
         progress=not args.no_progress,
         text_field=args.text_field,

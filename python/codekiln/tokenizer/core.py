@@ -207,6 +207,7 @@ class Tokenizer:
         max_memory: int | str | None = None,
         spill_dir: str | os.PathLike[str] | None = None,
         min_piece_count: int = 1,
+        strict: bool = False,
     ) -> Tokenizer:
         """Learn a tokenizer from ``source``.
 
@@ -222,8 +223,10 @@ class Tokenizer:
         * dicts (and ``datasets`` objects) are records with their text under ``text_field``.
 
         ``.jsonl`` files hold one JSON document per line with its text under ``text_field``.
-        Files or lines that cannot be decoded, and files that are not regular files (FIFOs),
-        are skipped and counted in :attr:`train_report`.
+        Files or lines that cannot be decoded, files that are not regular files (FIFOs), and
+        files that cannot be read to their end (unreadable, a truncated ``.gz``: the documents
+        before the damage count) are skipped and listed in :attr:`train_report`; with
+        ``strict=True`` such a damaged file is an ``OSError`` naming it instead.
 
         ``vocab_size`` counts the 256 bytes, the merges and the special tokens other than
         ``<N>``. If no pair occurs ``min_frequency`` times before that, fewer merges are learned:
@@ -283,6 +286,7 @@ class Tokenizer:
             max_memory=budget,
             spill_dir=spill_dir,
             min_piece_count=min_piece_count,
+            strict=bool(strict),
         )
         if len(merges) < num_merges:
             warnings.warn(

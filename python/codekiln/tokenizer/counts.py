@@ -2,7 +2,7 @@
 counts, and train once -- the same tokenizer as one pass over all the input.
 
 A count file (``rust/bpe/countfile.rs``) holds the distinct pre-token pieces of its input with
-their counts, sorted, plus the pre-tokenizer settings (pattern, newline), what was counted
+their counts, sorted, plus the pre-tokenizer settings (pattern, newline, newline rule), what was counted
 (documents, bytes, pieces) and a SHA-256 checksum; it is versioned. Files made with different
 settings cannot be merged (a ``ValueError`` names both files); a corrupt or truncated file is
 an ``OSError`` naming it. Merging is a streaming k-way merge: its memory does not depend on
@@ -52,6 +52,7 @@ def count_pieces(
     *,
     pattern: str = "code",
     newline: str | None = NEWLINE_TOKEN,
+    newline_rule: str = "merged",
     text_field: str = "content",
     include: Iterable[str] | None = None,
     exclude: Iterable[str] = (),
@@ -63,12 +64,13 @@ def count_pieces(
     """Count the pre-token pieces of ``source`` (the one input rule, as
     :meth:`Tokenizer.train`) and write them to the count file ``out`` (atomically).
 
-    ``pattern`` and ``newline`` must be those the tokenizer will be trained with (they are
-    stored in the file). ``max_memory``/``spill_dir`` bound the counting tables as in
-    :meth:`Tokenizer.train`. Returns ``{"pattern", "newline", "documents", "bytes",
-    "pieces", "distinct_pieces", "files", "skipped_files", "skipped_documents", "seconds"}``.
+    ``pattern``, ``newline`` and ``newline_rule`` must be those the tokenizer will be trained
+    with (they are stored in the file). ``max_memory``/``spill_dir`` bound the counting tables
+    as in :meth:`Tokenizer.train`. Returns ``{"pattern", "newline", "newline_rule",
+    "documents", "bytes", "pieces", "distinct_pieces", "files", "skipped_files",
+    "skipped_documents", "seconds"}``.
     """
-    _check_config(pattern, newline)
+    split_newlines = _check_config(pattern, newline, newline_rule)
     threads = resolve_threads(num_threads)
     budget = trainer.parse_memory(max_memory)
     if spill_dir is not None and budget is None:
@@ -78,12 +80,19 @@ def count_pieces(
     start = time.perf_counter()
     resolved = corpus.resolve(source, include=include, exclude=exclude, text_field=text_field)
     with trainer.spill_directory(budget, spill_dir) as tmp:
-        counter = _core.Counter(pattern, newline == NEWLINE_TOKEN, text_field, budget, tmp)
+        counter = _core.Counter(
+            pattern,
+            split_newlines,
+            text_field,
+            budget,
+            tmp,
+            newline_token=newline == NEWLINE_TOKEN,
+        )
         # An input without text (all skipped, say) writes an empty count file: one empty
         # shard must not fail a distributed count; training from only empty files fails.
         read = trainer.count_corpus(counter, resolved, threads, progress, allow_empty=True)
         with atomic_path(out) as tmp_out:
-            stats = dict(counter.write(tmp_out))
+            stats = _public(counter.write(tmp_out))
     stats.update(
         files=read.files,
         skipped_files=read.skipped_files,
@@ -91,6 +100,23 @@ def count_pieces(
         seconds=round(time.perf_counter() - start, 3),
     )
     return stats
+
+
+def _newline_mode(split: bool, token: bool) -> tuple[str | None, str]:
+    """(newline, newline_rule) of a count file's flags."""
+    if not token:
+        return None, "merged"
+    return NEWLINE_TOKEN, "strict" if split else "merged"
+
+
+def _public(stats: Any) -> dict[str, Any]:
+    """A core stats dict with the settings as the tokenizer names them."""
+    d = dict(stats)
+    if "newline_token" in d:
+        d["newline"], d["newline_rule"] = _newline_mode(
+            bool(d["newline"]), bool(d.pop("newline_token"))
+        )
+    return d
 
 
 def _paths(paths: Sequence[PathLike] | PathLike, name: str) -> list[str]:
@@ -108,19 +134,20 @@ def merge_counts(inputs: Sequence[PathLike], out: PathLike) -> dict[str, Any]:
     :func:`inspect_counts`."""
     paths = _paths(inputs, "inputs")
     with atomic_path(out) as tmp:
-        return dict(_core.merge_count_files(paths, tmp))
+        return _public(_core.merge_count_files(paths, tmp))
 
 
 def inspect_counts(path: PathLike) -> dict[str, Any]:
     """Read a count file to its end, verifying its checksum: ``{"pattern", "newline",
-    "documents", "bytes", "pieces", "distinct_pieces"}``."""
-    return dict(_core.inspect_count_file(os.fspath(path)))
+    "newline_rule", "documents", "bytes", "pieces", "distinct_pieces"}``."""
+    return _public(_core.inspect_count_file(os.fspath(path)))
 
 
-def inspect_settings(path: PathLike) -> tuple[str, bool]:
-    """A count file's (pattern, newline) from its header alone (fast)."""
-    pattern, newline = _core.count_file_settings(os.fspath(path))
-    return str(pattern), bool(newline)
+def inspect_settings(path: PathLike) -> tuple[str, str | None, str]:
+    """A count file's ``(pattern, newline, newline_rule)`` from its header alone (fast);
+    ``newline`` is ``"<N>"`` or None, as :meth:`Tokenizer.train` takes it."""
+    pattern, split, token = _core.count_file_settings(os.fspath(path))
+    return (str(pattern), *_newline_mode(bool(split), bool(token)))
 
 
 def train_from_counts(
@@ -135,12 +162,11 @@ def train_from_counts(
 ) -> Tokenizer:
     """Learn a tokenizer from count files, merged as they are read: with
     ``min_piece_count=1`` exactly the tokenizer one :meth:`Tokenizer.train` pass over all
-    the counted input gives. The pattern and newline mode come from the files (they must
-    agree). Arguments otherwise as :meth:`Tokenizer.train`.
+    the counted input gives. The pattern, newline and newline rule come from the files
+    (they must agree). Arguments otherwise as :meth:`Tokenizer.train`.
     """
     files = _paths(paths, "paths")
-    pattern, newline_token = inspect_settings(files[0])
-    newline = NEWLINE_TOKEN if newline_token else None
+    pattern, newline, newline_rule = inspect_settings(files[0])
     others = _other_specials(special_tokens, newline)
     vocab_size = _check_int("vocab_size", vocab_size, 0)
     minimum = 256 + len(others)
@@ -171,6 +197,7 @@ def train_from_counts(
         [(int(a), int(b)) for a, b in merges],
         pattern=pattern,
         newline=newline,
+        newline_rule=newline_rule,
         special_tokens=others,
     )
     tok.train_report = {

@@ -45,6 +45,7 @@ def count_and_merge(
     max_memory: int | None = None,
     spill_dir: str | os.PathLike[str] | None = None,
     min_piece_count: int = 1,
+    strict: bool = False,
 ) -> tuple[list[tuple[int, int]], dict[str, Any]]:
     """Count the pieces of ``corpus`` and learn up to ``num_merges`` merges.
 
@@ -64,11 +65,12 @@ def count_and_merge(
             min_frequency=min_frequency,
             num_threads=num_threads,
             progress=progress,
+            strict=strict,
         )
     start = time.perf_counter()
     with spill_directory(max_memory, spill_dir) as tmp:
         counter = _core.Counter(pattern, newline, text_field, max_memory, tmp)
-        read = count_corpus(counter, corpus, num_threads, progress)
+        read = count_corpus(counter, corpus, num_threads, progress, strict=strict)
         documents, total_bytes = int(counter.documents), int(counter.total_bytes)
         pieces, runs = int(counter.total_pieces), int(counter.runs)
         with progress_bar(progress, desc="merging", total=num_merges, unit="merge") as bar:
@@ -146,17 +148,25 @@ def spill_directory(max_memory: int | None, spill_dir: str | os.PathLike[str] | 
 
 
 def count_corpus(
-    counter: Any, corpus: Corpus, num_threads: int, progress: bool, *, allow_empty: bool = False
+    counter: Any,
+    corpus: Corpus,
+    num_threads: int,
+    progress: bool,
+    *,
+    allow_empty: bool = False,
+    strict: bool = False,
 ) -> ReadReport:
     """Feed every input of ``corpus`` to ``counter`` (a ``_core.Trainer`` or
-    ``_core.Counter``); raises ``ValueError`` when it held no text, unless ``allow_empty``."""
+    ``_core.Counter``); raises ``ValueError`` when it held no text, unless ``allow_empty``.
+    A file that cannot be read to its end is skipped from the damage on and listed in the
+    report, or with ``strict`` an ``OSError`` naming it (the packer's policy)."""
     read = ReadReport()
     read.add_skipped_files(corpus.skipped)
     for run in corpus.runs():
         if isinstance(run, RecordInput):
             _count_texts(counter, run, read, num_threads, progress)
         else:
-            _count_files(counter, run, read, num_threads, progress)
+            _count_files(counter, run, read, num_threads, progress, strict)
     if counter.total_bytes == 0 and not allow_empty:
         if read.files or read.skipped_files:
             what = f"{read.files} file(s) read, {read.skipped_files} skipped"
@@ -176,10 +186,11 @@ def _count_and_merge_in_memory(
     min_frequency: int,
     num_threads: int,
     progress: bool,
+    strict: bool = False,
 ) -> tuple[list[tuple[int, int]], dict[str, Any]]:
     start = time.perf_counter()
     trainer = _core.Trainer(pattern, newline, text_field)
-    read = count_corpus(trainer, corpus, num_threads, progress)
+    read = count_corpus(trainer, corpus, num_threads, progress, strict=strict)
     unique_pieces = int(trainer.unique_pieces)  # training frees the counts
     merges = _learn(trainer, num_merges, min_frequency, num_threads, progress)
     report = {
@@ -221,6 +232,7 @@ def _count_files(
     read: ReadReport,
     threads: int,
     progress: bool,
+    strict: bool = False,
 ) -> None:
     with progress_bar(
         progress, desc="reading", unit="B", unit_scale=True, unit_divisor=1024
@@ -242,7 +254,7 @@ def _count_files(
                 )
             bar.update(done - bar.n)
 
-        got = trainer.add_files([f.path for f in files], threads, report)
+        got = trainer.add_files([f.path for f in files], threads, report, strict=strict)
     read.files += int(got.get("files", 0))
     read.skipped_files += int(got.get("skipped_files", 0))
     read.skipped_documents += int(got.get("skipped_documents", 0))
