@@ -13,7 +13,7 @@ Default size: the whole standard library without its tests is ~12 MB of Python (
 3.11), capped at ``max_bytes``; the tokenizer trains in about a second, packing takes about a
 second, and training the default 500 steps of 16 x 256 tokens (2M tokens, ~0.8 epoch) takes
 about 8 minutes on 2 CPU cores; validation perplexity falls from ~8,000 (the vocabulary size:
-an untrained model guesses uniformly) to well under 1/50 of that.
+an untrained model guesses uniformly) to under 1/50 of that (58x lower measured).
 """
 
 from __future__ import annotations
