@@ -726,3 +726,27 @@ def test_tokenizer_training_skips_damaged_files(tmp_path, docs) -> None:
     args = ["tokenizer", "train", "--input", str(src), "--vocab-size", "300", "--out", str(out)]
     assert main([*args, "--no-progress"]) == 0
     assert main([*args, "--no-progress", "--strict"]) == 1
+
+
+def test_a_shard_renamed_before_the_manifest_update_is_the_packs_own(tmp_path, tok, docs) -> None:
+    """kill -9 between a shard's rename and the manifest rewrite leaves a complete shard the
+    manifest does not list: the resume treats it as its own (not as a foreign file)."""
+    corpus = write_jsonl_gz(tmp_path / "c.jsonl.gz", docs[:60])
+    out = tmp_path / "out"
+    cfg = raw_config(shard_tokens=2_000)
+    pack(corpus, tok, out, cfg, progress=False)
+    ref = shard_bytes(out)
+    m = manifest(out)
+    m["status"] = "running"
+    dropped = m["splits"]["train"]["shards"].pop()
+    (out / "MANIFEST.json").write_text(json.dumps(m))
+    assert (out / dropped["file"]).exists()
+    pack(corpus, tok, out, cfg, progress=False)
+    assert shard_bytes(out) == ref
+    # A shard-named file of another tokenizer is still foreign.
+    other = Tokenizer.train([d["content"] for d in docs[60:100]], vocab_size=300, progress=False)
+    foreign = tmp_path / "foreign"
+    pack([[d["content"] for d in docs[:20]]], other, foreign, cfg, progress=False)
+    (out / "train-000099.bin").write_bytes((foreign / "train-000000.bin").read_bytes())
+    with pytest.raises(PackError, match=r"\(train-000099\.bin\)"):
+        pack(corpus, tok, out, cfg, progress=False)

@@ -144,8 +144,10 @@ def _locked(out_dir: str) -> Iterator[None]:
 
 def _owned_files(out_dir: str, old: dict[str, Any] | None) -> set[str]:
     """The files of ``out_dir`` that an earlier pack's manifest says it wrote: its shards
-    (exact shard names only, so a damaged manifest cannot point elsewhere) and its
-    ``tokenizer.json`` when that file still has the fingerprint the manifest recorded."""
+    (exact shard names only, so a damaged manifest cannot point elsewhere), shard-named files
+    that are valid shards of the manifest's tokenizer (written just before a crash, not yet
+    listed), and its ``tokenizer.json`` when that file still has the fingerprint the manifest
+    recorded."""
     if old is None:
         return set()
     owned = {
@@ -155,7 +157,19 @@ def _owned_files(out_dir: str, old: dict[str, Any] | None) -> set[str]:
         if isinstance(sh, dict) and is_shard_name(str(sh.get("file")))
     }
     recorded = (old.get("tokenizer") or {}).get("fingerprint")
-    if recorded and _tokenizer_fingerprint(os.path.join(out_dir, TOKENIZER_FILE)) == recorded:
+    if not recorded:
+        return owned
+    # A crash between a shard's rename and the manifest update leaves a complete shard the
+    # manifest does not list yet: a valid shard of this pack's tokenizer is the pack's own.
+    for name in os.listdir(out_dir):
+        if is_shard_name(name) and name not in owned:
+            try:
+                header = read_header(os.path.join(out_dir, name))
+            except ShardError:
+                continue
+            if header.fingerprint == recorded:
+                owned.add(name)
+    if _tokenizer_fingerprint(os.path.join(out_dir, TOKENIZER_FILE)) == recorded:
         owned.add(TOKENIZER_FILE)
     return owned
 
