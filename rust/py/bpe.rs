@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString};
 
-use super::{convert, run, threads, Callback};
+use super::{convert, run, threads, with_utf8_copies, Callback};
 use crate::bpe::encode::{Encoder as RsEncoder, SpecialMatcher};
 use crate::bpe::pretokenize::{pieces, Pattern, PATTERN_NAMES};
 use crate::bpe::train::Trainer as RsTrainer;
@@ -70,22 +70,12 @@ impl Trainer {
     ) -> PyResult<()> {
         self.check_open()?;
         let n = threads(num_threads)?;
-        // Encode to temporary bytes objects rather than borrowing the str's UTF-8: CPython
-        // caches that UTF-8 copy inside every non-ASCII str for the str's lifetime, which
-        // added the corpus's non-ASCII text to peak memory while training.
-        let bytes: Vec<Bound<'_, PyBytes>> = texts
-            .iter()
-            .map(|t| t.encode_utf8())
-            .collect::<PyResult<_>>()?;
-        // SAFETY: PyUnicode_AsUTF8String always returns valid UTF-8.
-        let refs: Vec<&str> = bytes
-            .iter()
-            .map(|b| unsafe { std::str::from_utf8_unchecked(b.as_bytes()) })
-            .collect();
         let inner = &mut self.inner;
-        run(py, || {
-            inner.add_texts(&refs, n);
-            Ok(())
+        with_utf8_copies(&texts, |refs| {
+            run(py, || {
+                inner.add_texts(refs, n);
+                Ok(())
+            })
         })
     }
 

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyDict, PyString};
 
-use super::{convert, run, threads, Callback};
+use super::{convert, run, threads, with_utf8_copies, Callback};
 use crate::bpe::countfile::{self, Settings, Stats};
 use crate::bpe::counts::PieceCounter;
 use crate::bpe::pretokenize::{Pattern, PATTERN_NAMES};
@@ -112,18 +112,7 @@ impl Counter {
     ) -> PyResult<()> {
         let n = threads(num_threads)?;
         let inner = self.open()?;
-        // Owned UTF-8 copies, as `Trainer.add_texts` does (see there: CPython would otherwise
-        // cache a UTF-8 copy inside every non-ASCII str).
-        let bytes: Vec<Bound<'_, PyBytes>> = texts
-            .iter()
-            .map(|t| t.encode_utf8())
-            .collect::<PyResult<_>>()?;
-        // SAFETY: PyUnicode_AsUTF8String always returns valid UTF-8.
-        let refs: Vec<&str> = bytes
-            .iter()
-            .map(|b| unsafe { std::str::from_utf8_unchecked(b.as_bytes()) })
-            .collect();
-        run(py, || inner.add_texts(&refs, n))
+        with_utf8_copies(&texts, |refs| run(py, || inner.add_texts(refs, n)))
     }
 
     #[pyo3(signature = (paths, num_threads, progress = None, strict = false))]

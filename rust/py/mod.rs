@@ -13,6 +13,7 @@ use pyo3::exceptions::{
     PyValueError,
 };
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
 
 use crate::error::{catch, Error, Kind};
 
@@ -41,6 +42,25 @@ impl From<Error> for PyErr {
 /// Run `f` with the GIL released; a panic becomes a `RuntimeError`.
 fn run<R: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<R> + Send) -> PyResult<R> {
     py.detach(|| catch(f).and_then(|r| r)).map_err(PyErr::from)
+}
+
+/// Call `f` with the texts as `&str`, borrowed from temporary UTF-8 `bytes` copies rather than
+/// from the `str`s: CPython caches the UTF-8 form inside every non-ASCII `str` for the str's
+/// lifetime, which added the corpus's non-ASCII text to peak memory while counting.
+fn with_utf8_copies<R>(
+    texts: &[Bound<'_, PyString>],
+    f: impl FnOnce(&[&str]) -> PyResult<R>,
+) -> PyResult<R> {
+    let bytes: Vec<Bound<'_, PyBytes>> = texts
+        .iter()
+        .map(|t| t.encode_utf8())
+        .collect::<PyResult<_>>()?;
+    // SAFETY: PyUnicode_AsUTF8String always returns valid UTF-8.
+    let refs: Vec<&str> = bytes
+        .iter()
+        .map(|b| unsafe { std::str::from_utf8_unchecked(b.as_bytes()) })
+        .collect();
+    f(&refs)
 }
 
 /// `num_threads` as the core takes it: the Python API resolves `None` and rejects values

@@ -300,49 +300,38 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         return _save_trained(tok, args)
-    if args.ray is not None:
-        from codekiln.distributed import train_on_ray
-
-        if args.spill_dir:
-            raise ValueError("--spill-dir does not apply with --ray (tasks spill locally)")
-        tok = train_on_ray(
-            [pathlib.Path(p) for p in args.input],
-            vocab_size=args.vocab_size,
-            pattern=args.pattern or "code",
-            newline=None if args.newline == "none" else "<N>",
-            newline_rule=args.newline_rule or "merged",
-            special_tokens=specials,
-            min_frequency=args.min_frequency,
-            min_piece_count=args.min_piece_count,
-            text_field=args.text_field,
-            threads_per_task=args.ray_task_threads,
-            max_memory=args.max_memory,
-            counts_dir=args.counts_dir,
-            num_threads=args.threads,
-            address=args.ray or None,
-            progress=not args.no_progress,
-            **include_exclude(args),
-        )
-        return _save_trained(tok, args)
-    if args.counts_dir is not None:
-        raise ValueError("--counts-dir is used with --ray only (see 'tokenizer count')")
-    tok = Tokenizer.train(
-        [pathlib.Path(p) for p in args.input],
+    # What one-process and Ray training share (the flags map the same way for both).
+    inputs = [pathlib.Path(p) for p in args.input]
+    common: dict[str, Any] = dict(
         vocab_size=args.vocab_size,
         pattern=args.pattern or "code",
         newline=None if args.newline == "none" else "<N>",
         newline_rule=args.newline_rule or "merged",
         special_tokens=specials,
         min_frequency=args.min_frequency,
-        strict=args.strict,
-        num_threads=args.threads,
-        progress=not args.no_progress,
+        min_piece_count=args.min_piece_count,
         text_field=args.text_field,
         max_memory=args.max_memory,
-        spill_dir=args.spill_dir,
-        min_piece_count=args.min_piece_count,
+        num_threads=args.threads,
+        progress=not args.no_progress,
         **include_exclude(args),
     )
+    if args.ray is not None:
+        from codekiln.distributed import train_on_ray
+
+        if args.spill_dir:
+            raise ValueError("--spill-dir does not apply with --ray (tasks spill locally)")
+        tok = train_on_ray(
+            inputs,
+            **common,
+            threads_per_task=args.ray_task_threads,
+            counts_dir=args.counts_dir,
+            address=args.ray or None,
+        )
+        return _save_trained(tok, args)
+    if args.counts_dir is not None:
+        raise ValueError("--counts-dir is used with --ray only (see 'tokenizer count')")
+    tok = Tokenizer.train(inputs, **common, strict=args.strict, spill_dir=args.spill_dir)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tok.save(out)
