@@ -169,9 +169,9 @@ def test_any_split_into_count_files_trains_the_same(
             continue
         files.append(d / f"c{i}.bin")
         count_pieces(texts[a:b], files[-1], progress=False)
-    merges = _core.Trainer("code", False)  # the default merged <N> rule: newlines not isolated
-    merges.add_texts(texts, 1)
-    want = merges.train(50, 1, 1)
+    counter = _core.Counter("code", False)  # the default merged <N> rule: newlines not isolated
+    counter.add_texts(texts, 1)
+    want, _, _ = counter.train(50, 1, 1, 1)
     stats, got, _, _ = _core.train_count_files([str(f) for f in files], 50, 1, 1, 2)
     assert got == want
     assert stats["documents"] == len(texts)

@@ -35,9 +35,10 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 
 def rust_train(texts: list[str], pattern: str, newline: bool, num_merges: int, min_freq: int):
-    trainer = _core.Trainer(pattern, newline)
-    trainer.add_texts(texts, 2)
-    return [tuple(m) for m in trainer.train(num_merges, min_freq, 2)]
+    counter = _core.Counter(pattern, newline)
+    counter.add_texts(texts, 2)
+    merges, _, _ = counter.train(num_merges, min_freq, 1, 2)
+    return [tuple(m) for m in merges]
 
 
 def ref_pieces(texts: list[str], pattern: str, newline: bool) -> list[str]:

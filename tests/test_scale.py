@@ -67,10 +67,9 @@ def test_any_budget_counts_like_memory(
     tmp_path_factory: pytest.TempPathFactory, texts: list[str], budget: int, threads: int
 ) -> None:
     # The extension takes budgets far below the public 1 MiB minimum: every table spills.
-    ref = _core.Trainer("code", True)
+    ref = _core.Counter("code", True)  # no budget: the in-memory tables
     ref.add_texts(texts, threads)
-    distinct = ref.unique_pieces
-    want = ref.train(100, 1, threads)
+    want, distinct, _ = ref.train(100, 1, 1, threads)
     spill = tmp_path_factory.mktemp("spill")
     counter = _core.Counter("code", True, "content", budget, spill)
     half = len(texts) // 2

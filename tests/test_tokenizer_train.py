@@ -254,7 +254,7 @@ def test_generator_source_is_drained_in_batches(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(training_module, "TEXT_BATCH_CHARS", 100)
     calls = []
-    real = _core.Trainer
+    real = _core.Counter
 
     class Spy:
         def __init__(self, *args: object) -> None:
@@ -267,7 +267,7 @@ def test_generator_source_is_drained_in_batches(monkeypatch: pytest.MonkeyPatch)
         def __getattr__(self, name: str) -> object:
             return getattr(self.inner, name)
 
-    monkeypatch.setattr(training_module._core, "Trainer", Spy)
+    monkeypatch.setattr(training_module._core, "Counter", Spy)
     tok = train(t for t in TEXTS)
     assert len(calls) > 1 and sum(calls) == len(TEXTS)
     monkeypatch.undo()

@@ -34,53 +34,9 @@ def pattern_regex(pattern: str, newline: bool) -> str:
     """A regular expression that splits exactly like :func:`pretokenize` when its matches are
     taken left to right (``regex.findall``, tiktoken's fancy-regex, HF tokenizers' Oniguruma)."""
 
-class Trainer:
-    """Counts pre-tokenized pieces (in parallel) and learns BPE merges from the counts."""
-
-    def __init__(self, pattern: str, newline: bool, text_field: str = "content") -> None: ...
-    def add_texts(self, texts: Sequence[str], num_threads: int) -> None:
-        """Count the pieces of every text (GIL released, ``num_threads`` workers)."""
-    def add_files(
-        self,
-        paths: Sequence[str],
-        num_threads: int,
-        progress: Callable[[int, int], None] | None = None,
-        strict: bool = False,
-    ) -> dict[str, object]:
-        """Read and count files: ``.jsonl``/``.jsonl.gz``/``.jsonl.zst`` (also ``.json*``,
-        case-insensitive; one document per line,
-        text in ``text_field``; lines without it are skipped) and anything else as one UTF-8
-        document per file. ``progress(done_bytes, total_bytes)`` is called now and then (file
-        bytes on disk). Returns ``{"files", "documents", "bytes", "skipped_files",
-        "skipped_documents", "skipped": [(path, reason), ...]}`` (``files`` includes skipped
-        files). Undecodable files and lines
-        are skipped and counted, never fatal; a missing file raises ``OSError`` naming it."""
-    @property
-    def documents(self) -> int: ...
-    @property
-    def total_bytes(self) -> int: ...
-    @property
-    def total_pieces(self) -> int: ...
-    @property
-    def unique_pieces(self) -> int: ...
-    def train(
-        self,
-        num_merges: int,
-        min_frequency: int,
-        num_threads: int,
-        progress: Callable[[int], None] | None = None,
-    ) -> list[tuple[int, int]]:
-        """Learn up to ``num_merges`` merges (fewer when no pair reaches ``min_frequency``).
-
-        Tie-break (documented, thread-count independent, and the same as HF tokenizers'
-        BpeTrainer): the pair with the highest count wins; among equal counts the pair whose
-        (order(left), order(right)) is smallest, where order(byte) is the byte's position in
-        GPT-2's byte-to-unicode alphabet sorted by code point and order(merge i) = 256 + i.
-        ``progress(merges_done)`` is called now and then. Training frees the piece counts as it
-        goes (lower peak memory): a second ``train`` or ``add_*`` call raises ``ValueError``."""
-
 class Counter:
-    """Piece counts for bounded-memory training and count files (``rust/bpe/counts.rs``).
+    """Counts pre-tokenized pieces (in parallel, ``rust/bpe/counts.rs``) and learns BPE merges
+    from the counts, or writes them to a count file.
 
     With ``max_memory`` (bytes) and ``spill_dir`` (an existing directory) the tables of
     distinct pieces spill sorted runs under ``spill_dir`` instead of growing past the budget;
@@ -105,8 +61,15 @@ class Counter:
         progress: Callable[[int, int, int, int, int], None] | None = None,
         strict: bool = False,
     ) -> dict[str, object]:
-        """As ``Trainer.add_files``; ``progress(done_bytes, total_bytes, table_entries,
-        table_bytes, runs)``."""
+        """Read and count files: ``.jsonl``/``.jsonl.gz``/``.jsonl.zst`` (also ``.json*``,
+        case-insensitive; one document per line, text in ``text_field``; lines without it are
+        skipped) and anything else as one UTF-8 document per file.
+        ``progress(done_bytes, total_bytes, table_entries, table_bytes, runs)`` is called now
+        and then (file bytes on disk; the distinct pieces in memory, their estimated bytes, the
+        runs spilled). Returns ``{"files", "documents", "bytes", "skipped_files",
+        "skipped_documents", "skipped": [(path, reason), ...]}`` (``files`` includes skipped
+        files). A damaged file is skipped from the damage on and listed, or with ``strict`` an
+        ``OSError`` naming it; a missing file raises ``OSError`` naming it."""
     @property
     def documents(self) -> int: ...
     @property
@@ -129,8 +92,15 @@ class Counter:
         num_threads: int,
         progress: Callable[[int], None] | None = None,
     ) -> tuple[list[tuple[int, int]], int, int]:
-        """Learn merges from the counts (used up), keeping pieces seen ``min_count``+ times:
-        (merges, distinct pieces, multi-byte pieces kept)."""
+        """Learn up to ``num_merges`` merges (fewer when no pair reaches ``min_frequency``) from
+        the counts (used up: a second ``train``/``add_*``/``write`` raises ``ValueError``),
+        keeping pieces seen ``min_count``+ times: (merges, distinct pieces, multi-byte pieces
+        kept). ``progress(merges_done)`` is called now and then.
+
+        Tie-break (documented, thread-count independent, and the same as HF tokenizers'
+        BpeTrainer): the pair with the highest count wins; among equal counts the pair whose
+        (order(left), order(right)) is smallest, where order(byte) is the byte's position in
+        GPT-2's byte-to-unicode alphabet sorted by code point and order(merge i) = 256 + i."""
 
 def merge_count_files(
     inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]

@@ -1,21 +1,20 @@
-//! Bindings of the tokenizer: `pretokenize`, `pattern_regex`, `Trainer`, `Encoder`. The
-//! typed public API is `codekiln.tokenizer`; these are its private engine.
+//! Bindings of the tokenizer: `pretokenize`, `pattern_regex`, `Encoder` (counting and training
+//! are `Counter` in `counts.rs`). The typed public API is `codekiln.tokenizer`; these are its
+//! private engine.
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyList};
 
-use super::{convert, run, threads, with_utf8_copies, Callback};
+use super::{run, threads};
 use crate::bpe::encode::{Encoder as RsEncoder, SpecialMatcher};
 use crate::bpe::pretokenize::{pieces, Pattern, PATTERN_NAMES};
-use crate::bpe::train::Trainer as RsTrainer;
 
-fn parse_pattern(name: &str) -> PyResult<Pattern> {
+pub(super) fn parse_pattern(name: &str) -> PyResult<Pattern> {
     Pattern::from_name(name).ok_or_else(|| {
         PyValueError::new_err(format!(
             "unknown pattern {name:?}; expected one of {PATTERN_NAMES:?}"
@@ -32,114 +31,6 @@ fn pretokenize<'a>(text: &'a str, pattern: &str, newline: bool) -> PyResult<Vec<
 #[pyfunction]
 fn pattern_regex(pattern: &str, newline: bool) -> PyResult<String> {
     Ok(parse_pattern(pattern)?.regex(newline))
-}
-
-#[pyclass(module = "codekiln._core")]
-struct Trainer {
-    inner: RsTrainer,
-    trained: bool,
-}
-
-impl Trainer {
-    fn check_open(&self) -> PyResult<()> {
-        if self.trained {
-            return Err(PyValueError::new_err(
-                "this Trainer has already been trained (training frees its counts); make a new one",
-            ));
-        }
-        Ok(())
-    }
-}
-
-#[pymethods]
-impl Trainer {
-    #[new]
-    #[pyo3(signature = (pattern, newline, text_field = "content"))]
-    fn new(pattern: &str, newline: bool, text_field: &str) -> PyResult<Self> {
-        Ok(Trainer {
-            inner: RsTrainer::new(parse_pattern(pattern)?, newline, text_field),
-            trained: false,
-        })
-    }
-
-    fn add_texts(
-        &mut self,
-        py: Python<'_>,
-        texts: Vec<Bound<'_, PyString>>,
-        num_threads: usize,
-    ) -> PyResult<()> {
-        self.check_open()?;
-        let n = threads(num_threads)?;
-        let inner = &mut self.inner;
-        with_utf8_copies(&texts, |refs| {
-            run(py, || {
-                inner.add_texts(refs, n);
-                Ok(())
-            })
-        })
-    }
-
-    #[pyo3(signature = (paths, num_threads, progress = None, strict = false))]
-    fn add_files<'py>(
-        &mut self,
-        py: Python<'py>,
-        paths: Vec<PathBuf>,
-        num_threads: usize,
-        progress: Option<Py<PyAny>>,
-        strict: bool,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        self.check_open()?;
-        let n = threads(num_threads)?;
-        let inner = &mut self.inner;
-        let mut cb = Callback::new(progress);
-        let result = run(py, || {
-            inner.add_files(&paths, n, strict, &mut |done, total| {
-                cb.call(&[done, total])
-            })
-        });
-        let report = cb.finish(result)?;
-        convert::files_report(py, &report, &self.inner.text_field)
-    }
-
-    #[getter]
-    fn documents(&self) -> u64 {
-        self.inner.documents()
-    }
-
-    #[getter]
-    fn total_bytes(&self) -> u64 {
-        self.inner.total_bytes()
-    }
-
-    #[getter]
-    fn total_pieces(&self) -> u64 {
-        self.inner.total_pieces()
-    }
-
-    #[getter]
-    fn unique_pieces(&mut self) -> usize {
-        self.inner.unique_pieces()
-    }
-
-    #[pyo3(signature = (num_merges, min_frequency, num_threads, progress = None))]
-    fn train(
-        &mut self,
-        py: Python<'_>,
-        num_merges: usize,
-        min_frequency: u64,
-        num_threads: usize,
-        progress: Option<Py<PyAny>>,
-    ) -> PyResult<Vec<(u32, u32)>> {
-        self.check_open()?;
-        let n = threads(num_threads)?;
-        self.trained = true;
-        let inner = &mut self.inner;
-        let mut cb = Callback::new(progress);
-        let merges = run(py, || {
-            Ok(inner.train_consuming(num_merges, min_frequency, n, &mut |done| cb.call(&[done])))
-        });
-        cb.finish(merges)
-    }
 }
 
 #[pyclass(module = "codekiln._core", frozen)]
@@ -341,7 +232,6 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PATTERNS", PATTERN_NAMES.to_vec())?;
     m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
     m.add_function(wrap_pyfunction!(pattern_regex, m)?)?;
-    m.add_class::<Trainer>()?;
     m.add_class::<Encoder>()?;
     Ok(())
 }

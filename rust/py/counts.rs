@@ -1,6 +1,6 @@
-//! Bindings of bounded-memory counting and count files: `Counter`, `merge_count_files`,
-//! `inspect_count_file`, `train_count_files`. The typed public API is
-//! `codekiln.tokenizer.counts` (and `Tokenizer.train(max_memory=...)`).
+//! Bindings of counting and training (in memory or in bounded memory) and count files:
+//! `Counter`, `merge_count_files`, `inspect_count_file`, `train_count_files`. The typed public
+//! API is `Tokenizer.train` and `codekiln.tokenizer.counts`.
 
 use std::path::PathBuf;
 
@@ -8,22 +8,14 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
+use super::bpe::parse_pattern;
 use super::{convert, run, threads, with_utf8_copies, Callback};
 use crate::bpe::countfile::{self, Settings, Stats};
 use crate::bpe::counts::PieceCounter;
-use crate::bpe::pretokenize::{Pattern, PATTERN_NAMES};
 use crate::bpe::train::{
     count_file_settings as rs_count_file_settings, train_count_files as rs_train_count_files,
     train_counter, SortedReport,
 };
-
-fn parse_pattern(name: &str) -> PyResult<Pattern> {
-    Pattern::from_name(name).ok_or_else(|| {
-        PyValueError::new_err(format!(
-            "unknown pattern {name:?}; expected one of {PATTERN_NAMES:?}"
-        ))
-    })
-}
 
 fn stats_dict<'py>(
     py: Python<'py>,

@@ -6,9 +6,9 @@
 are read by the Rust multi-file reader; texts, records, Parquet and ``datasets`` are read in
 Python and handed over in batches.
 
-With a memory budget (``max_memory``) or pruning (``min_piece_count``) the counting goes
-through ``_core.Counter``, which spills sorted runs under a temporary directory and merges
-them from disk (``rust/bpe/spill.rs``); see ``docs/scale.md``.
+The counting goes through ``_core.Counter``; with a memory budget (``max_memory``) it spills
+sorted runs under a temporary directory and merges them from disk (``rust/bpe/spill.rs``),
+and ``min_piece_count`` prunes rare pieces before the merge phase; see ``docs/scale.md``.
 """
 
 from __future__ import annotations
@@ -55,18 +55,6 @@ def count_and_merge(
     Returns the merges and the training report (see :attr:`codekiln.Tokenizer.train_report`).
     Raises ``ValueError`` when the corpus holds no text.
     """
-    if max_memory is None and min_piece_count == 1:
-        return _count_and_merge_in_memory(
-            corpus,
-            pattern=pattern,
-            newline=newline,
-            text_field=text_field,
-            num_merges=num_merges,
-            min_frequency=min_frequency,
-            num_threads=num_threads,
-            progress=progress,
-            strict=strict,
-        )
     start = time.perf_counter()
     with spill_directory(max_memory, spill_dir) as tmp:
         counter = _core.Counter(pattern, newline, text_field, max_memory, tmp)
@@ -156,8 +144,7 @@ def count_corpus(
     allow_empty: bool = False,
     strict: bool = False,
 ) -> ReadReport:
-    """Feed every input of ``corpus`` to ``counter`` (a ``_core.Trainer`` or
-    ``_core.Counter``); raises ``ValueError`` when it held no text, unless ``allow_empty``.
+    """Feed every input of ``corpus`` to ``counter`` (a ``_core.Counter``); raises ``ValueError`` when it held no text, unless ``allow_empty``.
     A file that cannot be read to its end is skipped from the damage on and listed in the
     report, or with ``strict`` an ``OSError`` naming it (the packer's policy)."""
     read = ReadReport()
@@ -174,41 +161,6 @@ def count_corpus(
             what = f"{counter.documents} text(s)"
         raise ValueError(f"empty corpus: no text to train on ({what})")
     return read
-
-
-def _count_and_merge_in_memory(
-    corpus: Corpus,
-    *,
-    pattern: str,
-    newline: bool,
-    text_field: str,
-    num_merges: int,
-    min_frequency: int,
-    num_threads: int,
-    progress: bool,
-    strict: bool = False,
-) -> tuple[list[tuple[int, int]], dict[str, Any]]:
-    start = time.perf_counter()
-    trainer = _core.Trainer(pattern, newline, text_field)
-    read = count_corpus(trainer, corpus, num_threads, progress, strict=strict)
-    unique_pieces = int(trainer.unique_pieces)  # training frees the counts
-    merges = _learn(trainer, num_merges, min_frequency, num_threads, progress)
-    report = {
-        "files": read.files,
-        "documents": int(trainer.documents),
-        "bytes": int(trainer.total_bytes),
-        "skipped_files": read.skipped_files,
-        "skipped_documents": read.skipped_documents,
-        "skipped": [(str(p), str(r)) for p, r in read.skipped[:MAX_SKIPPED_LISTED]],
-        "pieces": int(trainer.total_pieces),
-        "unique_pieces": unique_pieces,
-        "merges_requested": num_merges,
-        "merges_learned": len(merges),
-        "min_frequency": min_frequency,
-        "num_threads": num_threads,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    return merges, report
 
 
 def progress_bar(progress: bool, **kwargs: Any) -> Any:
@@ -239,7 +191,7 @@ def _count_files(
     ) as bar:
 
         def report(done: int, total: int, *tables: int) -> None:
-            # MB read and MB/s are the bar itself; a Counter adds its tables:
+            # MB read and MB/s are the bar itself; the counter adds its tables:
             # (distinct pieces in memory, their bytes, runs spilled).
             if bar.total != total:
                 bar.total = total
@@ -271,15 +223,6 @@ def _count_texts(
         for batch in batched_texts(src.texts(read), TEXT_BATCH_CHARS):
             trainer.add_texts(batch, threads)
             bar.update(trainer.total_bytes - base - bar.n)
-
-
-def _learn(
-    trainer: _core.Trainer, num_merges: int, min_frequency: int, threads: int, progress: bool
-) -> list[tuple[int, int]]:
-    with progress_bar(progress, desc="merging", total=num_merges, unit="merge") as bar:
-        merges = trainer.train(num_merges, min_frequency, threads, merge_callback(bar))
-        bar.update(len(merges) - bar.n)
-    return [(int(a), int(b)) for a, b in merges]
 
 
 def merge_callback(bar: Any) -> Callable[[int], None]:
