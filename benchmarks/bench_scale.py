@@ -27,6 +27,8 @@ import tempfile
 import time
 
 CORPUS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "corpus"
+#: GPT-2's pre-tokenizer regex, which codekiln's ``pattern="gpt2"`` reproduces exactly.
+GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
 def make_synthetic(out_dir: pathlib.Path, target_mb: float) -> list[pathlib.Path]:
@@ -138,6 +140,49 @@ def run_one(cfg: dict) -> dict:
             "fingerprint": "-",
             "merges": hf.get_vocab_size(),
         }
+    elif kind == "rustbpe":
+        # The second anchor: rustbpe (nanochat's trainer) with GPT-2's split, streaming the
+        # documents from an iterator as ours reads files. Its merges are compared with ours
+        # trained the same way ("gpt2-memory": pattern gpt2, no <N>) in main().
+        import gzip
+
+        import rustbpe
+
+        def texts():
+            for f in files:
+                with gzip.open(f, "rt", encoding="utf-8") as fh:
+                    for line in fh:
+                        yield json.loads(line)["content"]
+
+        rb = rustbpe.Tokenizer()
+        rb.train_from_iterator(texts(), cfg["vocab_size"], pattern=GPT2_SPLIT)
+        seconds = time.perf_counter() - start
+        ranks = sorted((r, bytes(b)) for b, r in rb.get_mergeable_ranks())
+        pathlib.Path(cfg["dump"]).write_text(json.dumps([b.hex() for _, b in ranks]))
+        return {
+            **cfg,
+            "seconds": round(seconds, 2),
+            "bytes": sum(len(t.encode("utf-8")) for t in texts()),
+            "unique_pieces": None,
+            "kept_pieces": None,
+            "spill_runs": None,
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "base_rss_mb": round(base_rss, 1),
+            "fingerprint": "-",
+            "merges": len(ranks) - 256,
+        }
+    elif kind == "gpt2-memory":
+        tok = Tokenizer.train(
+            files,
+            vocab_size=cfg["vocab_size"],
+            pattern="gpt2",
+            newline=None,
+            special_tokens=(),
+            num_threads=cfg["threads"],
+            progress=False,
+        )
+        ranks = sorted((r, b) for b, r in tok.to_tiktoken()._mergeable_ranks.items())
+        pathlib.Path(cfg["dump"]).write_text(json.dumps([b.hex() for _, b in ranks]))
     elif kind == "count-only":
         # Stage 1 alone (what the budget bounds): count into a file, no merge phase.
         with tempfile.TemporaryDirectory() as d:
@@ -216,6 +261,10 @@ def run_one(cfg: dict) -> dict:
     }
 
 
+def _num(x: int | None) -> str:
+    return "-" if x is None else f"{x:,}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -233,6 +282,11 @@ def main() -> None:
     ap.add_argument("--no-train", action="store_true", help="skip the full training runs")
     ap.add_argument("--bpt", action="store_true", help="bytes/token on the valid shard")
     ap.add_argument("--hf", action="store_true", help="also HF tokenizers' BpeTrainer")
+    ap.add_argument(
+        "--rustbpe",
+        action="store_true",
+        help="also rustbpe with GPT-2's split, next to codekiln's gpt2 pattern (merges compared)",
+    )
     ap.add_argument(
         "--synthetic-mb",
         type=float,
@@ -254,6 +308,7 @@ def main() -> None:
         made = make_synthetic(pathlib.Path(args.synthetic_dir), args.synthetic_mb)
         inputs = [(f"synthetic {args.synthetic_mb:.0f} MB", made)]
     configs = []
+    dumps = tempfile.TemporaryDirectory()  # merges of the rustbpe comparison
     for n, paths in inputs:
         common = {"files": [str(p) for p in paths], "shards": n}
         common.update(vocab_size=args.vocab_size, threads=args.threads, bpt=args.bpt)
@@ -270,6 +325,10 @@ def main() -> None:
         configs += [{**common, "kind": "ray", "workers": w} for w in args.ray_workers]
         if args.hf:
             configs.append({**common, "kind": "hf"})
+        if args.rustbpe:
+            for kind in ("gpt2-memory", "rustbpe"):
+                dump = os.path.join(dumps.name, f"{kind}-{n}.json".replace(" ", "_"))
+                configs.append({**common, "kind": kind, "dump": dump})
     results: dict[int, list[dict]] = {i: [] for i in range(len(configs))}
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[1] / "python")}
     for rep in range(args.reps):
@@ -314,13 +373,37 @@ def main() -> None:
         mb = r["bytes"] / 1e6
         print(
             f"| {r['shards']} shards | {mode} | {mb:.0f} | {r['seconds']:.1f} | "
-            f"{mb / r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['unique_pieces']:,} | "
+            f"{mb / r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {_num(r['unique_pieces'])} | "
             f"{r.get('kept_pieces') or '-'} | "
             f"{r.get('spill_runs') or 0} | {r['fingerprint']} |"
             + (f" valid bytes/token {r['valid_bytes_per_token']}" if r.get("bpt") else "")
             + (f" count {r['count_seconds']} s" if r.get("count_seconds") else "")
             + (f" loaded {r['loaded_rss_mb']} MB" if r.get("loaded_rss_mb") else "")
         )
+    for r in summary:
+        if r["kind"] == "rustbpe":
+            # An anchor counts only with the same output: compare rustbpe's merges with ours
+            # (same split, same input). BPE's ties (pairs with equal counts) are broken in a
+            # different order (rustbpe: raw byte ids; codekiln/HF: GPT-2's byte-level alphabet),
+            # so the orders may part at the first tie while the learned tokens stay the same.
+            theirs = json.loads(pathlib.Path(r["dump"]).read_text())
+            ours = json.loads(
+                pathlib.Path(r["dump"].replace("rustbpe-", "gpt2-memory-")).read_text()
+            )
+            prefix = next(
+                (i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b),
+                min(map(len, (ours, theirs))),
+            )
+            r["same_tokens"] = len(set(ours) & set(theirs))
+            r["of_tokens"] = len(ours)
+            r["same_merge_prefix"] = max(0, prefix - 256)
+            r["identical"] = ours == theirs
+            print(
+                f"rustbpe vs codekiln gpt2, {r['shards']} shards: identical={r['identical']}, "
+                f"same tokens {r['same_tokens']:,} of {len(ours):,}, merges equal up to "
+                f"#{r['same_merge_prefix']:,}"
+            )
+    dumps.cleanup()
     if args.out:
         pathlib.Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
 

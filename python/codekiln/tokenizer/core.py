@@ -114,11 +114,11 @@ class Tokenizer:
     train_report: dict[str, Any] | None
     """What training read and learned (``None`` for :meth:`from_merges`): ``files``,
     ``documents``, ``bytes``, ``skipped_files``, ``skipped_documents``, ``skipped`` (a list of
-    ``(path, reason)``, at most 100 kept), ``pieces``, ``unique_pieces``, ``merges_requested``,
-    ``merges_learned``, ``min_frequency``, ``num_threads``, ``seconds``; with ``max_memory`` or
-    ``min_piece_count`` also ``kept_pieces`` (multi-byte pieces the merge phase used),
-    ``min_piece_count``, ``max_memory``, ``spill_runs`` (``docs/scale.md``). Saved in the file
-    under ``"training"`` and restored by :meth:`load`."""
+    ``(path, reason)``, at most 100 kept), ``pieces``, ``unique_pieces``, ``kept_pieces``
+    (multi-byte pieces the merge phase used), ``min_piece_count``, ``max_memory``,
+    ``spill_runs`` (``docs/scale.md``), ``merges_requested``, ``merges_learned``,
+    ``min_frequency``, ``num_threads``, ``seconds``. Saved in the file under ``"training"`` and
+    restored by :meth:`load`."""
 
     def __init__(
         self,
