@@ -146,3 +146,33 @@ def test_cli_perplexity_on_packed_and_raw(packed, files, tmp_path, capsys) -> No
     assert "nope" in capsys.readouterr().err
     assert main(["eval", "perplexity", "--run", str(run), "--input", str(tmp_path / "x.py")]) == 1
     assert "x.py" in capsys.readouterr().err
+
+
+def test_cli_perplexity_defaults_to_the_runs_own_data(
+    packed, tmp_path, capsys, monkeypatch
+) -> None:
+    import shutil
+
+    from codekiln.tokenizer import Tokenizer
+
+    ptok = Tokenizer.load(packed / "tokenizer.json")
+    run = write_run(tmp_path / "run", model(ptok, seed=9), ptok)
+    args = ["eval", "perplexity", "--run", str(run), "--max-tokens", "300", "--json",
+            "--no-progress", "--no-record"]  # fmt: skip
+    # A run whose config names no data: the error says what to give.
+    assert main(args) == 1
+    assert "--data" in capsys.readouterr().err
+    # data_dir as training wrote it, relative to the run's parent (training ran there).
+    shutil.copytree(packed, tmp_path / "shards")
+    config = json.loads((run / "config.json").read_text())
+    config["train"] = {"data_dir": "shards"}
+    (run / "config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path / "run")  # not where training ran
+    assert main(args) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert main([*args, "--data", str(packed)]) == 0
+    assert json.loads(capsys.readouterr().out) == default
+    shutil.rmtree(tmp_path / "shards")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "'shards'" in err and "--data" in err

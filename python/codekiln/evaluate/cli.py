@@ -45,11 +45,15 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         "perplexity",
         help="loss, perplexity and bits per byte on packed shards or raw files",
         description="Loss, perplexity and bits per byte (tokenizer-independent) of the model "
-        "on a packed split (--data) or on raw files encoded on the fly (--input).",
+        "on a packed split (--data) or on raw files encoded on the fly (--input). Without "
+        "either, the run's own pack directory (train.data_dir in RUN/config.json).",
     )
     common(q)
-    src = q.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", help="pack directory written by `codekiln data pack`")
+    src = q.add_mutually_exclusive_group()
+    src.add_argument(
+        "--data",
+        help="pack directory written by `codekiln data pack` (default: the run's training data)",
+    )
     src.add_argument(
         "--input", nargs="+", help="files, directories, globs or .jsonl (the corpus rule)"
     )
@@ -107,8 +111,33 @@ def _positive(name: str, value: int | float | None) -> None:
         raise ValueError(f"{name} must be positive, got {value}")
 
 
+def run_data_dir(run: str) -> str:
+    """The pack directory a run was trained on (``train.data_dir`` of ``RUN/config.json``),
+    as written (relative to where training ran) or, failing that, relative to the run
+    directory's parent; ``FileNotFoundError`` saying to give ``--data`` when neither exists."""
+    config = os.path.join(run, "config.json")
+    try:
+        with open(config, encoding="utf-8") as f:
+            data_dir = json.load(f).get("train", {}).get("data_dir")
+    except (OSError, ValueError, AttributeError):
+        data_dir = None
+    if not isinstance(data_dir, str) or not data_dir:
+        raise FileNotFoundError(
+            f"{config} names no training data: give --data DIR or --input FILES"
+        )
+    for candidate in (data_dir, os.path.join(os.path.dirname(os.path.abspath(run)), data_dir)):
+        if os.path.isdir(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"the run's training data {data_dir!r} (train.data_dir in {config}) is not a "
+        "directory here: give --data DIR or --input FILES"
+    )
+
+
 def _perplexity(args: argparse.Namespace) -> int:
     _check_run(args)
+    if args.data is None and args.input is None:
+        args.data = run_data_dir(args.run)
     _positive("--batch-size", args.batch_size)
     _positive("--block-size", args.block_size)
     from codekiln.evaluate.perplexity import evaluate_files, evaluate_packed
