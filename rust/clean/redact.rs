@@ -277,7 +277,7 @@ impl Redactor {
             ],
             // Every compound secret name ends in `key`, so `key`/`Key`/`KEY` also finds
             // camelCase (`apiKey`, `PrivateKey`); `name_kind` then reads the whole name.
-            names: Literals::spellings(&["secret", "token", "key", "passw", "pwd", "passphrase"]),
+            names: Literals::spellings(&["secret", "token", "key", "pass", "pwd"]),
         }
     }
 

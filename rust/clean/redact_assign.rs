@@ -1,7 +1,7 @@
 //! Secrets and passwords assigned to a telling name, found by reading the code around each
 //! name by hand rather than with one regex per assignment form.
 //!
-//! At each word that contains `secret`, `token`, `key`, `passw`, `pwd` or `passphrase` (one
+//! At each word that contains `secret`, `token`, `key`, `pass`, `pwd` or `passphrase` (one
 //! multi-literal search; see [`Literals`]), the whole name is read (`[A-Za-z0-9_-]`, so header names
 //! like `X-Auth-Token` count) and classified ([`name_kind`]). Then the assignment form:
 //!
@@ -112,7 +112,7 @@ pub(crate) fn name_kind(name: &[u8]) -> Option<Kind> {
     }
     let lower = &buf[..n];
     let has = |w: &[u8]| memchr::memmem::find(lower, w).is_some();
-    let kind = if has(b"passw") || has(b"pwd") || has(b"passphrase") {
+    let kind = if has(b"passw") || has(b"pwd") || has(b"passphrase") || short_pass(name) {
         Kind::Password
     } else if has(b"secret")
         || (has(b"token") && !has(b"tokeniz") && !has(b"tokenis"))
@@ -144,6 +144,46 @@ pub(crate) fn name_kind(name: &[u8]) -> Option<Kind> {
 const MESSAGE: [&str; 8] = [
     "err", "error", "msg", "message", "mismatch", "invalid", "required", "missing",
 ];
+
+/// A name that says `pass` for password without spelling it out (`SMTP_PASS`, `redis_pass`,
+/// `dbPass`, a `"pass"` key) -- a part `pass` between underscores or dashes, or a final
+/// camelCase `Pass` -- and is not about passing tests or passing through (`TEST_PASS`,
+/// `PASS_THROUGH`, `pass_count`). Its values are checked harder ([`plausible_password`]): in code,
+/// `PASS = "PASS"` is far more often a status than a secret.
+pub(crate) fn short_pass(name: &[u8]) -> bool {
+    const NOT_SECRET: [&[u8]; 15] = [
+        b"test", b"tests", b"through", b"thru", b"fail", b"status", b"result", b"count", b"rate",
+        b"mark", b"num", b"first", b"second", b"last", b"next",
+    ];
+    // camelCase words that end in `Pass` without meaning a password.
+    const WORDS: [&[u8]; 4] = [b"byPass", b"ByPass", b"comPass", b"surPass"];
+    let n = name.len();
+    let camel = n > 4
+        && name.ends_with(b"Pass")
+        && name[n - 5].is_ascii_lowercase()
+        && !WORDS.iter().any(|w| name.ends_with(w));
+    let mut parts = name
+        .split(|&c| c == b'_' || c == b'-')
+        .filter(|p| !p.is_empty());
+    let part = parts.clone().any(|p| p.eq_ignore_ascii_case(b"pass"));
+    (camel || part) && !parts.any(|p| NOT_SECRET.iter().any(|w| p.eq_ignore_ascii_case(w)))
+}
+
+/// A value that can be a password rather than a status or a mode: 4+ bytes, not a word
+/// about passing or failing (`"PASS"`, `"passed"`, `"passthrough"`), not a common keyword
+/// value (`"continue"`, `"none"`), and not a snake_case identifier (`"twisted_test"`).
+/// Weak passwords count (`db_pass = "root"`): they are credentials all the same.
+pub(crate) fn plausible_password(value: &str) -> bool {
+    const WORDS: [&str; 10] = [
+        "true", "false", "none", "null", "yes", "continue", "skip", "skipped", "ignore", "break",
+    ];
+    let lower = value.to_ascii_lowercase();
+    value.len() >= 4
+        && !lower.contains("pass")
+        && !lower.contains("fail")
+        && !WORDS.contains(&lower.as_str())
+        && !(value.contains('_') && value.bytes().all(|c| c.is_ascii_lowercase() || c == b'_'))
+}
 
 /// Whether the literal whose opening quote is at `q` is the first argument of a call that
 /// takes a default next: `getenv("NAME", v)`, `.get(`, `.setdefault(`, `.pop(`. Other
@@ -189,7 +229,14 @@ pub(crate) fn assignments(text: &str, lits: &Literals, found: &mut Vec<(usize, u
         let Some(kind) = name_kind(&b[ws..we]) else {
             continue;
         };
-        assignment(text, ws, we, kind, found);
+        // `db_pass` (but not `db_password`) asks more of its value.
+        let weak = short_pass(&b[ws..we]) && {
+            let lower = b[ws..we].to_ascii_lowercase();
+            !(memchr::memmem::find(&lower, b"passw").is_some()
+                || memchr::memmem::find(&lower, b"pwd").is_some()
+                || memchr::memmem::find(&lower, b"passphrase").is_some())
+        };
+        assignment(text, ws, we, kind, weak, found);
     }
 }
 
@@ -325,7 +372,14 @@ fn literal(b: &[u8], p: usize) -> Option<(usize, usize, usize, bool)> {
     None
 }
 
-fn assignment(text: &str, ws: usize, we: usize, kind: Kind, found: &mut Vec<(usize, usize, Kind)>) {
+fn assignment(
+    text: &str,
+    ws: usize,
+    we: usize,
+    kind: Kind,
+    weak: bool,
+    found: &mut Vec<(usize, usize, Kind)>,
+) {
     let b = text.as_bytes();
     let Some((p, form)) = operator(b, ws, we) else {
         return;
@@ -398,7 +452,7 @@ fn assignment(text: &str, ws: usize, we: usize, kind: Kind, found: &mut Vec<(usi
     let Ok(value) = std::str::from_utf8(&value) else {
         return;
     };
-    if accept_value(kind, value) {
+    if accept_value(kind, value) && (!weak || plausible_password(value)) {
         for (s, e) in parts {
             if e > s {
                 found.push((s, e, kind));

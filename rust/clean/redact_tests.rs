@@ -118,6 +118,58 @@ fn passwords() {
 }
 
 #[test]
+fn short_pass_names() {
+    // `pass` for password: a part between underscores/dashes, a camelCase end, a quoted key.
+    assert_eq!(
+        redacted("SMTP_PASS = 'Zq7!mW3r'"),
+        "SMTP_PASS = '<PASSWORD>'"
+    );
+    assert_eq!(
+        redacted("connect(db_pass=\"t0pS3cr3t\")"),
+        "connect(db_pass=\"<PASSWORD>\")"
+    );
+    assert_eq!(
+        redacted("self.dbPass = 'Kj8#vLq2'"),
+        "self.dbPass = '<PASSWORD>'"
+    );
+    assert_eq!(
+        redacted("{'user': 'app', 'pass': 'Hx4%nB8q'}"),
+        "{'user': 'app', 'pass': '<PASSWORD>'}"
+    );
+    assert_eq!(
+        redacted("if (db_pass := 'K9!vR2#m'):"),
+        "if (db_pass := '<PASSWORD>'):"
+    );
+    // Words, statuses and passes that are not passwords; values that are words.
+    for t in [
+        "PASS = 'PASS'",
+        "TEST_PASS = 'passed'",
+        "PASS_THROUGH = 'passthrough'",
+        "proxy_bypass = 'localhost,example.org'",
+        "proxyByPass = 'a,b;c-1'",
+        "first_pass = 'optimize-1'",
+        "DB_PASS = 'twisted_test'",
+        "on_pass = 'continue'",
+        "class A:\n    pass\nx = 'Zq7!mW3r'",
+        "compass = 'N-1'",
+    ] {
+        assert!(kinds(t).is_empty(), "{t}: {:?}", kinds(t));
+    }
+    // Weak passwords are passwords all the same.
+    assert_eq!(redacted("db_pass = \"root\""), "db_pass = \"<PASSWORD>\"");
+    assert_eq!(redacted("_API_PASS = '11111'"), "_API_PASS = '<PASSWORD>'");
+    // Full spellings keep the plain password rules.
+    assert_eq!(
+        redacted("smtp_password = 'failover'"),
+        "smtp_password = '<PASSWORD>'"
+    );
+    assert_eq!(
+        redacted("passphrase = 'correcthorse'"),
+        "passphrase = '<PASSWORD>'"
+    );
+}
+
+#[test]
 fn emails() {
     assert_eq!(
         redacted("# Author: Jane Doe <jane.doe@example.com>"),
