@@ -141,28 +141,31 @@ def run_one(cfg: dict) -> dict:
             "merges": hf.get_vocab_size(),
         }
     elif kind == "rustbpe":
-        # The second anchor: rustbpe (nanochat's trainer) with GPT-2's split, streaming the
-        # documents from an iterator as ours reads files. Its merges are compared with ours
-        # trained the same way ("gpt2-memory": pattern gpt2, no <N>) in main().
+        # The second anchor: rustbpe (nanochat's trainer) with GPT-2's split. Like HF's, its
+        # input is Python strings: the documents are loaded first (not timed; "loaded_rss_mb"
+        # is the RSS then) and handed over by an iterator, which rustbpe drains in parallel.
+        # Its merges are compared with ours trained the same way ("gpt2-memory": pattern
+        # gpt2, no <N>) in main().
         import gzip
 
         import rustbpe
 
-        def texts():
-            for f in files:
-                with gzip.open(f, "rt", encoding="utf-8") as fh:
-                    for line in fh:
-                        yield json.loads(line)["content"]
-
+        texts = []
+        for f in files:
+            with gzip.open(f, "rt", encoding="utf-8") as fh:
+                texts += [json.loads(line)["content"] for line in fh]
+        extra["loaded_rss_mb"] = round(_current_rss_mb(), 1)
+        start = time.perf_counter()
         rb = rustbpe.Tokenizer()
-        rb.train_from_iterator(texts(), cfg["vocab_size"], pattern=GPT2_SPLIT)
+        rb.train_from_iterator(iter(texts), cfg["vocab_size"], pattern=GPT2_SPLIT)
         seconds = time.perf_counter() - start
         ranks = sorted((r, bytes(b)) for b, r in rb.get_mergeable_ranks())
         pathlib.Path(cfg["dump"]).write_text(json.dumps([b.hex() for _, b in ranks]))
         return {
             **cfg,
+            **extra,
             "seconds": round(seconds, 2),
-            "bytes": sum(len(t.encode("utf-8")) for t in texts()),
+            "bytes": sum(len(t.encode("utf-8")) for t in texts),
             "unique_pieces": None,
             "kept_pieces": None,
             "spill_runs": None,
