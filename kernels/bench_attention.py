@@ -1,13 +1,15 @@
 """Attention workbench: TFLOP/s of every attention implementation ``attention="auto"`` can pick.
 
 Providers, side by side: codekiln's Triton kernel with its two-kernel backward (``triton``) and
-its single-pass backward (``triton-single-pass``), PyTorch SDPA forced to its flash, cuDNN and
+its single-pass backward (``triton-single-pass``), the same two through TMA tensor descriptors
+(``triton-tma``, ``triton-tma-single-pass``; timed on sm_90+ only, the interpreter smoke checks
+them everywhere), PyTorch SDPA forced to its flash, cuDNN and
 memory-efficient backends, FlashAttention-3 when ``flash_attn_interface`` is installed, and the
 naive reference. A provider that cannot run a shape (not built, unsupported, out of memory)
 gets an empty cell.
 
 On CUDA: for causal bf16 attention over sequence lengths 512..16384 and head dims 64 and 128,
-first check correctness (both Triton backwards against SDPA's flash backend, output and
+first check correctness (every Triton variant against SDPA's flash backend, output and
 gradients), then time forward, backward and forward+backward with ``triton.testing.do_bench``
 and write a CSV (row by row, so a run cut short keeps what it measured), a PNG plot and a
 Markdown table (``--out``, default ``kernels/results``).
@@ -52,7 +54,9 @@ from codekiln.model import naive_attention  # noqa: E402
 
 PROVIDERS = (*CANDIDATES, "naive")
 #: Our kernels, checked against SDPA-flash before they are timed.
-OURS = ("triton", "triton-single-pass")
+OURS = ("triton", "triton-single-pass", "triton-tma", "triton-tma-single-pass")
+#: The TMA variants: on a GPU without TMA (below sm_90) they would run the pointer kernels.
+TMA_PROVIDERS = ("triton-tma", "triton-tma-single-pass")
 MODES = ("fwd", "bwd", "fwd+bwd")
 
 
@@ -95,8 +99,9 @@ def _forward_and_grads(provider, q, k, v, do, causal):
 
 
 def smoke(shapes: list[tuple[int, int, int, int]] | None = None) -> int:
-    """Both Triton backwards on small shapes against a float64 reference, with the tests'
-    tolerances. Returns an exit code."""
+    """Every Triton variant (both backwards, pointers and TMA descriptors -- the interpreter
+    runs the descriptors when asked) on small shapes against a float64 reference, with the
+    tests' tolerances. Returns an exit code."""
     device = "cuda" if HAS_CUDA else "cpu"
     tol = {torch.float32: 1e-5, torch.bfloat16: 4e-2}
     failures = 0
@@ -115,7 +120,7 @@ def smoke(shapes: list[tuple[int, int, int, int]] | None = None) -> int:
                     ]
                     ok = max(errors) <= tol[dtype]
                     failures += not ok
-                    print(f"{'ok  ' if ok else 'FAIL'} {provider:18} {dtype!s:14} {shape!s:16} "
+                    print(f"{'ok  ' if ok else 'FAIL'} {provider:22} {dtype!s:14} {shape!s:16} "
                           f"causal={causal!s:5} max err o/dq/dk/dv = "
                           f"{', '.join(f'{e:.1e}' for e in errors)}")  # fmt: skip
     print("smoke:", "all passed" if not failures else f"{failures} FAILED")
@@ -159,7 +164,7 @@ def time_ms(provider, mode, B, H, T, D, causal, dtype) -> float:
         fn()
         return do_bench(fn, warmup=25, rep=100, grad_to_none=[q, k, v])
     except Exception as err:  # OOM, flash-attn not installed, a backend refusing the shape
-        print(f"  {mode:8} {provider:18} cannot run: {type(err).__name__}: {str(err)[:120]}")
+        print(f"  {mode:8} {provider:22} cannot run: {type(err).__name__}: {str(err)[:120]}")
         return float("nan")
     finally:
         torch.cuda.empty_cache()
@@ -257,6 +262,12 @@ def bench(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"attention_{gpu.replace(' ', '_')}_{args.dtype}"
 
+    from codekiln.kernels import tma_supported
+
+    skipped = () if tma_supported(torch.device("cuda")) else TMA_PROVIDERS
+    if skipped:
+        print(f"no TMA on this GPU (sm_90+ only): {', '.join(skipped)} not run")
+    ours = [p for p in OURS if p not in skipped]
     rows: list[dict] = []
     failed = False
     fields = ["gpu", "dtype", "causal", "mode", "provider", "head_dim", "seq_len", "batch",
@@ -268,8 +279,8 @@ def bench(args: argparse.Namespace) -> int:
         H = args.model_dim // D
         for T in (int(x) for x in args.seq_lens.split(",")):
             B = max(1, args.tokens // T)
-            wrong = set()
-            for provider in OURS:
+            wrong = set(skipped)
+            for provider in ours:
                 errors = check_correctness(provider, B, H, T, D, causal, dtype)
                 ok = max(errors.values()) <= args.tolerance
                 failed |= not ok
@@ -294,7 +305,7 @@ def bench(args: argparse.Namespace) -> int:
                     writer.writerow(row)
                     csv_file.flush()
                     print(
-                        f"  {mode:8} {provider:18} {ms:9.3f} ms {tflops:7.1f} TFLOP/s", flush=True
+                        f"  {mode:8} {provider:22} {ms:9.3f} ms {tflops:7.1f} TFLOP/s", flush=True
                     )
     csv_file.close()
 
