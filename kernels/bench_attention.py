@@ -20,6 +20,11 @@ Without CUDA it says so and runs a small correctness smoke in Triton's interpret
     python kernels/bench_attention.py --seq-lens 2048,4096 --head-dims 128 --modes fwd+bwd
     python kernels/bench_attention.py --smoke                # interpreter smoke (any machine)
     python kernels/bench_attention.py --smoke --seq-lens 33 --head-dims 16   # tiny smoke
+    python kernels/bench_attention.py --min-ctas 1 --out kernels/results/min_ctas_1  # see below
+
+``--min-ctas N`` changes the autotuner's occupancy rule for this run (keep configs that reach N
+CTAs per sm_90 SM; the library's default is 2): ``--min-ctas 1`` lets the 1-CTA 8-warp tiles of
+FlashAttention-2 back in, to check on a GPU whether pruning them was right.
 
 FLOPs (the FlashAttention / Triton tutorial 06 convention): a forward pass is two matmuls of
 ``2 * B * H * T^2 * D`` FLOPs each, halved when causal; the backward counts 2.5x the forward
@@ -58,6 +63,16 @@ OURS = ("triton", "triton-single-pass", "triton-tma", "triton-tma-single-pass")
 #: The TMA variants: on a GPU without TMA (below sm_90) they would run the pointer kernels.
 TMA_PROVIDERS = ("triton-tma", "triton-tma-single-pass")
 MODES = ("fwd", "bwd", "fwd+bwd")
+
+
+def set_min_ctas(value: int) -> None:
+    """The occupancy rule of the autotuner's pruner for this process (``--min-ctas``)."""
+    import importlib
+
+    configs = importlib.import_module("codekiln.kernels.attention_configs")
+    if value < 1:
+        raise ValueError(f"--min-ctas must be >= 1, got {value}")
+    configs.MIN_CTAS_PER_SM = value
 
 
 def attention_flops(B: int, H: int, T: int, D: int, causal: bool, mode: str) -> float:
@@ -336,7 +351,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=str(ROOT / "kernels" / "results"))
     parser.add_argument("--smoke", action="store_true", help="only the small correctness smoke")
+    parser.add_argument(
+        "--min-ctas", type=int, default=None,
+        help="keep configs reaching this many CTAs per SM (library default 2; 1 = no pruning "
+        "by occupancy beyond spills and the register cap)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.min_ctas is not None:
+        try:
+            set_min_ctas(args.min_ctas)
+        except ValueError as err:
+            parser.error(str(err))
     shapes = None
     if args.seq_lens or args.head_dims:  # the smoke at the asked sizes (B = 1, 2 heads)
         shapes = [

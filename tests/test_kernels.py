@@ -390,11 +390,18 @@ def test_tma_falls_back_to_pointers_where_descriptors_cannot_go(seed, tma_taken)
     assert not K.tma_compatible(padded) and not K.tma_compatible(good.transpose(-1, -2))
     # Strides of size-1 dimensions are never used: a lone head of a wide tensor is fine.
     assert K.tma_compatible(torch.randn(1, 1, 8, 64, device=DEVICE)[:, :, :, :32])
+    # A broadcast dO (o.sum().backward() hands one over, rows stride 0) is not.
+    assert not K.tma_compatible(torch.ones(1, 1, 1, 32, device=DEVICE).expand(2, 3, 40, 32))
     assert not A._use_tma(False, good)  # only when asked for
     tma_taken.clear()
     assert_matches_reference(sliced, good, good, True, seed, tma=True)
     assert_matches_reference(good, padded, good, False, seed, deterministic=False, tma=True)
     assert tma_taken == [False, False, False, False]
+    # With a broadcast dO the forward takes descriptors and the backward pointers: still exact.
+    tma_taken.clear()
+    ones = torch.ones(1, 1, 1, 32, device=DEVICE, dtype=torch.bfloat16).expand(1, 2, 40, 32)
+    assert_matches_reference(good, good, good, True, seed, do=ones, tma=True)
+    assert tma_taken == [True, False]
 
 
 def test_tma_is_offered_only_on_sm90_and_never_when_interpreting(monkeypatch):

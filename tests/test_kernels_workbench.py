@@ -70,6 +70,27 @@ def test_report_writers(bench, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_min_ctas_lets_the_one_cta_tiles_back_in(bench, monkeypatch):
+    # --min-ctas 1: the FlashAttention-2 forward tile at head dim 128 (TMA: spill-free, 1 CTA
+    # per SM by its shared memory) is pruned by default and kept with the rule relaxed.
+    import importlib
+
+    configs = importlib.import_module("codekiln.kernels.attention_configs")
+    monkeypatch.setattr(configs, "MIN_CTAS_PER_SM", configs.MIN_CTAS_PER_SM)
+    fa2 = (128, 128, 3, 8)
+
+    def kept():
+        table = configs._configs(configs._FWD_TABLE_CUDA)
+        pruned = configs._pruner("fwd")(table, {}, HEAD_DIM=128, TMA=True, CAUSAL=True)
+        return {configs._key(c) for c in pruned}
+
+    assert fa2 not in kept()
+    bench.set_min_ctas(1)
+    assert configs.MIN_CTAS_PER_SM == 1 and fa2 in kept()
+    with pytest.raises(ValueError, match="min-ctas"):
+        bench.set_min_ctas(0)
+
+
 def test_kernels_compile_for_sm90_without_a_gpu():
     # The interpreter never compiles the CUDA path; triton ships ptxas, so compile it here.
     ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
@@ -95,7 +116,7 @@ def test_kernels_compile_for_sm90_without_a_gpu():
     assert all((n > 0) == (variant == "tma") for (_, variant), n in tma_loads.items()), out.stdout
 
 
-@pytest.mark.slow  # ~42 s of CPU: four steps, each a fresh interpreter importing torch
+@pytest.mark.slow  # ~50 s of CPU: four steps, each a fresh interpreter importing torch
 def test_gpu_check_smoke_runs_end_to_end(tmp_path):
     # The one-shot GPU script, in its CPU smoke mode: every step at tiny size, every result file
     # under one folder. It measures nothing; it proves the script and its steps fit together.

@@ -167,12 +167,15 @@ def tma_compatible(*tensors: torch.Tensor) -> bool:
     """Whether tensor descriptors can address every ``(B, nh, T, hs)`` operand in ``tensors``:
     unit stride in the head dimension, and the start of every head and every row on a 16-byte
     boundary (data pointer, batch, head and row strides; a stride of a size-1 dimension is
-    never used). A view that starts mid-row (``x[..., 1:33]``) or a row of 24 bytes fails."""
+    never used; a broadcast one, stride 0, fails). A view that starts mid-row (``x[..., 1:33]``)
+    or rows 72 bytes apart fail."""
     for x in tensors:
         size = x.element_size()
         if x.stride(-1) != 1 or x.data_ptr() % 16 != 0 or (x.shape[-1] * size) % 16 != 0:
             return False
-        if any(x.shape[d] > 1 and (x.stride(d) * size) % 16 != 0 for d in range(3)):
+        # A broadcast dimension (stride 0, e.g. the dO of ``o.sum().backward()``) is no
+        # tensor-map stride either.
+        if any(x.shape[d] > 1 and (x.stride(d) <= 0 or x.stride(d) * size % 16) for d in range(3)):
             return False
     return True
 
