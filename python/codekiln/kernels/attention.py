@@ -25,7 +25,7 @@ Decisions (see docs/model.md for the overview):
 * Causal attention is split into two loops per program: blocks strictly below the diagonal run
   without any mask, only the diagonal blocks pay for the ``where``. This needs ``BLOCK_M`` to be
   a multiple of ``BLOCK_N`` (forward, dQ) and ``BLOCK_N`` a multiple of ``BLOCK_M`` (dK/dV); the
-  config pruner enforces it (and drops configs measured to spill registers at head dim 128).
+  config pruner enforces it (and prunes by measured occupancy: ``attention_configs.py``).
 * Sequence tails: all loads are masked (``other=0``). In the forward a zero key would still
   take ``exp2(0 - m)`` of a softmax row, so the loops that can see a key past ``T`` mask the
   scores. In the backward a zero query past ``T`` adds ``P^T dO = 0`` and ``dS^T q = 0`` to dV
@@ -72,7 +72,7 @@ Decisions (see docs/model.md for the overview):
   their matmuls is kept, so the interpreter sees the same quantisation as the GPU.
 * The interpreter never compiles the CUDA path, so ``kernels/compile_attention.py`` compiles
   every config for sm_90 on a CPU (triton bundles ptxas) and reads registers, spills and shared
-  memory back; the config tables and the spill list below come from it.
+  memory back; the occupancy table the pruner reads (``attention_occupancy.py``) comes from it.
 * fp32 inputs use TF32 tensor cores on CUDA when ``torch.backends.cuda.matmul.allow_tf32`` is
   set (``torch.set_float32_matmul_precision("high")``), full IEEE fp32 otherwise.
 """
