@@ -80,6 +80,7 @@ Decisions (see docs/model.md for the overview):
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -203,11 +204,16 @@ def _scratch_allocator(device: torch.device, tma: bool) -> Iterator[None]:
     def alloc(size: int, alignment: int, stream: int | None) -> torch.Tensor:
         return torch.empty(size, dtype=torch.int8, device=device)
 
-    token = _allocation._allocator.set(alloc)
+    current = getattr(_allocation, "_allocator", None)  # triton 3.x: a ContextVar
+    if not isinstance(current, contextvars.ContextVar):
+        triton.set_allocator(alloc)  # a triton that keeps it elsewhere: set it, leave it set
+        yield
+        return
+    token = current.set(alloc)
     try:
         yield
     finally:
-        _allocation._allocator.reset(token)
+        current.reset(token)
 
 
 def length_bucket(T: int) -> int:
