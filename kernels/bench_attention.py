@@ -1,13 +1,15 @@
 """Attention workbench: TFLOP/s of every attention implementation ``attention="auto"`` can pick.
 
 Providers, side by side: codekiln's Triton kernel with its two-kernel backward (``triton``) and
-its single-pass backward (``triton-single-pass``), PyTorch SDPA forced to its flash, cuDNN and
+its single-pass backward (``triton-single-pass``), the same two through TMA tensor descriptors
+(``triton-tma``, ``triton-tma-single-pass``; timed on sm_90+ only, the interpreter smoke checks
+them everywhere), PyTorch SDPA forced to its flash, cuDNN and
 memory-efficient backends, FlashAttention-3 when ``flash_attn_interface`` is installed, and the
 naive reference. A provider that cannot run a shape (not built, unsupported, out of memory)
 gets an empty cell.
 
 On CUDA: for causal bf16 attention over sequence lengths 512..16384 and head dims 64 and 128,
-first check correctness (both Triton backwards against SDPA's flash backend, output and
+first check correctness (every Triton variant against SDPA's flash backend, output and
 gradients), then time forward, backward and forward+backward with ``triton.testing.do_bench``
 and write a CSV (row by row, so a run cut short keeps what it measured), a PNG plot and a
 Markdown table (``--out``, default ``kernels/results``).
@@ -18,6 +20,11 @@ Without CUDA it says so and runs a small correctness smoke in Triton's interpret
     python kernels/bench_attention.py --seq-lens 2048,4096 --head-dims 128 --modes fwd+bwd
     python kernels/bench_attention.py --smoke                # interpreter smoke (any machine)
     python kernels/bench_attention.py --smoke --seq-lens 33 --head-dims 16   # tiny smoke
+    python kernels/bench_attention.py --min-ctas 1 --out kernels/results/min_ctas_1  # see below
+
+``--min-ctas N`` changes the autotuner's occupancy rule for this run (keep configs that reach N
+CTAs per sm_90 SM; the library's default is 2): ``--min-ctas 1`` lets the 1-CTA 8-warp tiles of
+FlashAttention-2 back in, to check on a GPU whether pruning them was right.
 
 FLOPs (the FlashAttention / Triton tutorial 06 convention): a forward pass is two matmuls of
 ``2 * B * H * T^2 * D`` FLOPs each, halved when causal; the backward counts 2.5x the forward
@@ -52,8 +59,20 @@ from codekiln.model import naive_attention  # noqa: E402
 
 PROVIDERS = (*CANDIDATES, "naive")
 #: Our kernels, checked against SDPA-flash before they are timed.
-OURS = ("triton", "triton-single-pass")
+OURS = ("triton", "triton-single-pass", "triton-tma", "triton-tma-single-pass")
+#: The TMA variants: on a GPU without TMA (below sm_90) they would run the pointer kernels.
+TMA_PROVIDERS = ("triton-tma", "triton-tma-single-pass")
 MODES = ("fwd", "bwd", "fwd+bwd")
+
+
+def set_min_ctas(value: int) -> None:
+    """The occupancy rule of the autotuner's pruner for this process (``--min-ctas``)."""
+    import importlib
+
+    configs = importlib.import_module("codekiln.kernels.attention_configs")
+    if value < 1:
+        raise ValueError(f"--min-ctas must be >= 1, got {value}")
+    configs.MIN_CTAS_PER_SM = value
 
 
 def attention_flops(B: int, H: int, T: int, D: int, causal: bool, mode: str) -> float:
@@ -95,8 +114,9 @@ def _forward_and_grads(provider, q, k, v, do, causal):
 
 
 def smoke(shapes: list[tuple[int, int, int, int]] | None = None) -> int:
-    """Both Triton backwards on small shapes against a float64 reference, with the tests'
-    tolerances. Returns an exit code."""
+    """Every Triton variant (both backwards, pointers and TMA descriptors -- the interpreter
+    runs the descriptors when asked) on small shapes against a float64 reference, with the
+    tests' tolerances. Returns an exit code."""
     device = "cuda" if HAS_CUDA else "cpu"
     tol = {torch.float32: 1e-5, torch.bfloat16: 4e-2}
     failures = 0
@@ -115,7 +135,7 @@ def smoke(shapes: list[tuple[int, int, int, int]] | None = None) -> int:
                     ]
                     ok = max(errors) <= tol[dtype]
                     failures += not ok
-                    print(f"{'ok  ' if ok else 'FAIL'} {provider:18} {dtype!s:14} {shape!s:16} "
+                    print(f"{'ok  ' if ok else 'FAIL'} {provider:22} {dtype!s:14} {shape!s:16} "
                           f"causal={causal!s:5} max err o/dq/dk/dv = "
                           f"{', '.join(f'{e:.1e}' for e in errors)}")  # fmt: skip
     print("smoke:", "all passed" if not failures else f"{failures} FAILED")
@@ -159,7 +179,7 @@ def time_ms(provider, mode, B, H, T, D, causal, dtype) -> float:
         fn()
         return do_bench(fn, warmup=25, rep=100, grad_to_none=[q, k, v])
     except Exception as err:  # OOM, flash-attn not installed, a backend refusing the shape
-        print(f"  {mode:8} {provider:18} cannot run: {type(err).__name__}: {str(err)[:120]}")
+        print(f"  {mode:8} {provider:22} cannot run: {type(err).__name__}: {str(err)[:120]}")
         return float("nan")
     finally:
         torch.cuda.empty_cache()
@@ -257,6 +277,12 @@ def bench(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"attention_{gpu.replace(' ', '_')}_{args.dtype}"
 
+    from codekiln.kernels import tma_supported
+
+    skipped = () if tma_supported(torch.device("cuda")) else TMA_PROVIDERS
+    if skipped:
+        print(f"no TMA on this GPU (sm_90+ only): {', '.join(skipped)} not run")
+    ours = [p for p in OURS if p not in skipped]
     rows: list[dict] = []
     failed = False
     fields = ["gpu", "dtype", "causal", "mode", "provider", "head_dim", "seq_len", "batch",
@@ -268,8 +294,8 @@ def bench(args: argparse.Namespace) -> int:
         H = args.model_dim // D
         for T in (int(x) for x in args.seq_lens.split(",")):
             B = max(1, args.tokens // T)
-            wrong = set()
-            for provider in OURS:
+            wrong = set(skipped)
+            for provider in ours:
                 errors = check_correctness(provider, B, H, T, D, causal, dtype)
                 ok = max(errors.values()) <= args.tolerance
                 failed |= not ok
@@ -294,7 +320,7 @@ def bench(args: argparse.Namespace) -> int:
                     writer.writerow(row)
                     csv_file.flush()
                     print(
-                        f"  {mode:8} {provider:18} {ms:9.3f} ms {tflops:7.1f} TFLOP/s", flush=True
+                        f"  {mode:8} {provider:22} {ms:9.3f} ms {tflops:7.1f} TFLOP/s", flush=True
                     )
     csv_file.close()
 
@@ -325,7 +351,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=str(ROOT / "kernels" / "results"))
     parser.add_argument("--smoke", action="store_true", help="only the small correctness smoke")
+    parser.add_argument(
+        "--min-ctas", type=int, default=None,
+        help="keep configs reaching this many CTAs per SM (library default 2; 1 = no pruning "
+        "by occupancy beyond spills and the register cap)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.min_ctas is not None:
+        try:
+            set_min_ctas(args.min_ctas)
+        except ValueError as err:
+            parser.error(str(err))
     shapes = None
     if args.seq_lens or args.head_dims:  # the smoke at the asked sizes (B = 1, 2 heads)
         shapes = [

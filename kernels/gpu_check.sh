@@ -12,7 +12,8 @@
 #   gpu.txt           the GPU (nvidia-smi), torch and triton versions
 #   cuda_tests.log    1. the CUDA tests (kernels, dispatch, model, training on CUDA)
 #   bench_attention.* 2. kernels/bench_attention.py: every candidate (both Triton backwards,
-#                        SDPA flash / cuDNN / efficient, FlashAttention-3 if installed), bf16,
+#                        each with pointer and -- on sm_90+ -- TMA descriptor loads, SDPA
+#                        flash / cuDNN / efficient, FlashAttention-3 if installed), bf16,
 #                        head dims 64 and 128, T 1k-16k, fwd / bwd / fwd+bwd: .csv .md .png .log
 #   bench_train.*     3. benchmarks/bench_train.py with its CUDA row (codeparrot-small, block
 #                        1024, bf16: tokens/s, MFU): .json .log
@@ -29,7 +30,7 @@ SMOKE="${CODEKILN_GPU_CHECK_SMOKE:-0}"
 for arg in "$@"; do
     case "$arg" in
         --smoke) SMOKE=1 ;;
-        -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument '$arg' (try --smoke or --help)" >&2; exit 2 ;;
     esac
 done

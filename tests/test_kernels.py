@@ -73,10 +73,11 @@ def assert_matches_reference(
     do: torch.Tensor | None = None,
     tol_factor: float = 1.0,
     deterministic: bool = True,
+    tma: bool = False,
 ) -> torch.Tensor:
     """Run the kernel forward and backward and compare o, dq, dk, dv with the oracle."""
     q, k, v = (x.detach().requires_grad_() for x in (q, k, v))
-    o = K.attention(q, k, v, causal=causal, scale=scale, deterministic=deterministic)
+    o = K.attention(q, k, v, causal=causal, scale=scale, deterministic=deterministic, tma=tma)
     if do is None:
         do = torch.randn_like(o)
     o.backward(do)
@@ -88,7 +89,7 @@ def assert_matches_reference(
     tol = TOL[q.dtype] * tol_factor
     where = (
         f"shape={tuple(q.shape)} causal={causal} dtype={q.dtype} seed={seed} "
-        f"deterministic={deterministic}"
+        f"deterministic={deterministic} tma={tma}"
     )
     assert o.shape == q.shape and o.dtype == q.dtype
     for name, got, want in [
@@ -287,12 +288,13 @@ def test_positions_past_2_to_the_31_elements_use_int64_offsets(tmp_path):
     D=st.sampled_from([16, 32, 64]),
     causal=st.booleans(),
     deterministic=st.booleans(),
+    tma=st.booleans(),
     data_seed=st.integers(0, 2**31 - 1),
 )
-def test_property_random_shapes(B, H, T, D, causal, deterministic, data_seed):
+def test_property_random_shapes(B, H, T, D, causal, deterministic, tma, data_seed):
     torch.manual_seed(data_seed)
     q, k, v = (torch.randn(B, H, T, D, device=DEVICE) for _ in range(3))
-    assert_matches_reference(q, k, v, causal, data_seed, deterministic=deterministic)
+    assert_matches_reference(q, k, v, causal, data_seed, deterministic=deterministic, tma=tma)
 
 
 def test_rows_with_only_very_negative_scores_stay_finite(seed):
@@ -311,6 +313,133 @@ def test_rows_with_only_very_negative_scores_stay_finite(seed):
             assert_matches_reference(
                 q, k, v, causal, seed, scale=1.0, tol_factor=15.0, deterministic=deterministic
             )
+
+
+# The TMA variant (tma=True): the same kernels with Q/K/V/O/dO/dK/dV/dQ through tensor
+# descriptors. The interpreter implements descriptor loads (zeros past T) and stores (clipped),
+# so the variant is tested exactly like the pointer kernels; ``tma_taken`` proves every launch
+# really took it (the launcher falls back to pointers when an operand does not fit TMA).
+
+
+@pytest.fixture
+def tma_taken(monkeypatch):
+    """The launchers' TMA decisions during the test, in order."""
+    decisions: list[bool] = []
+    real = A._use_tma
+
+    def spy(requested, *tensors):
+        decisions.append(real(requested, *tensors))
+        return decisions[-1]
+
+    monkeypatch.setattr(A, "_use_tma", spy)
+    return decisions
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "full"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_tma_variant_matches_float64_reference(shape, causal, dtype, seed, tma_taken):
+    q, k, v = (torch.randn(shape, device=DEVICE, dtype=dtype) for _ in range(3))
+    assert_matches_reference(q, k, v, causal, seed, tma=True)
+    if not HAS_CUDA or K.tma_supported(q.device):
+        assert tma_taken == [True, True]  # forward, backward
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "full"])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 32), (2, 3, 17, 32), (2, 1, 129, 64)], ids=str)
+def test_tma_single_pass_matches_float64_reference(shape, causal, dtype, seed, tma_taken):
+    q, k, v = (torch.randn(shape, device=DEVICE, dtype=dtype) for _ in range(3))
+    assert_matches_reference(q, k, v, causal, seed, deterministic=False, tma=True)
+    if not HAS_CUDA or K.tma_supported(q.device):
+        assert tma_taken == [True, True]
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 50, 16), (1, 1, 70, 128)], ids=str)
+def test_tma_head_dims_16_and_128(shape, seed, tma_taken):
+    for dtype in (torch.float32, torch.bfloat16):
+        q, k, v = (torch.randn(shape, device=DEVICE, dtype=dtype) for _ in range(3))
+        for causal, deterministic in ((True, True), (False, False)):
+            assert_matches_reference(q, k, v, causal, seed, deterministic=deterministic, tma=True)
+    if not HAS_CUDA or K.tma_supported(torch.device(DEVICE)):
+        assert all(tma_taken) and len(tma_taken) == 8
+
+
+def test_tma_on_the_models_strided_views(seed, tma_taken):
+    # The fused qkv projection's views: rows 3 * nh * hs apart, heads hs apart -- all 16-byte
+    # multiples, so descriptors address them without a copy.
+    B, T, H, D = 2, 37, 3, 32
+    qkv = torch.randn(B, T, 3, H, D, device=DEVICE, dtype=torch.bfloat16)
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+    do = torch.randn(B, H, D, T, device=DEVICE, dtype=torch.bfloat16).transpose(-1, -2)
+    for deterministic in (True, False):
+        assert_matches_reference(q, k, v, True, seed, do=do, deterministic=deterministic, tma=True)
+    if not HAS_CUDA or K.tma_supported(q.device):
+        assert tma_taken == [True] * 4
+
+
+def test_tma_falls_back_to_pointers_where_descriptors_cannot_go(seed, tma_taken):
+    # Descriptors need 16-byte aligned head starts and rows and a unit last stride. A view
+    # starting one element into a row fails the first, a 36-element row of bf16 (72 bytes) the
+    # second: the launcher takes the pointer kernels, and the result is still exact.
+    wide = torch.randn(1, 2, 40, 33, device=DEVICE, dtype=torch.bfloat16)
+    sliced = wide[..., 1:33]  # data_ptr 2 bytes past a 16-byte boundary
+    padded = torch.randn(1, 2, 40, 36, device=DEVICE, dtype=torch.bfloat16)[..., :32]
+    good = torch.randn(1, 2, 40, 32, device=DEVICE, dtype=torch.bfloat16)
+    assert K.tma_compatible(good) and not K.tma_compatible(sliced)
+    assert not K.tma_compatible(padded) and not K.tma_compatible(good.transpose(-1, -2))
+    # Strides of size-1 dimensions are never used: a lone head of a wide tensor is fine.
+    assert K.tma_compatible(torch.randn(1, 1, 8, 64, device=DEVICE)[:, :, :, :32])
+    # A broadcast dO (o.sum().backward() hands one over, rows stride 0) is not.
+    assert not K.tma_compatible(torch.ones(1, 1, 1, 32, device=DEVICE).expand(2, 3, 40, 32))
+    assert not A._use_tma(False, good)  # only when asked for
+    tma_taken.clear()
+    assert_matches_reference(sliced, good, good, True, seed, tma=True)
+    assert_matches_reference(good, padded, good, False, seed, deterministic=False, tma=True)
+    assert tma_taken == [False, False, False, False]
+    # With a broadcast dO the forward takes descriptors and the backward pointers: still exact.
+    tma_taken.clear()
+    ones = torch.ones(1, 1, 1, 32, device=DEVICE, dtype=torch.bfloat16).expand(1, 2, 40, 32)
+    assert_matches_reference(good, good, good, True, seed, do=ones, tma=True)
+    assert tma_taken == [True, False]
+
+
+def test_tma_is_offered_only_on_sm90_and_never_when_interpreting(monkeypatch):
+    cpu = torch.device("cpu")
+    assert not K.tma_supported(cpu)  # interpreting or not: the CPU has no TMA
+    # Compiled kernels on a CUDA device: by compute capability.
+    monkeypatch.setattr(A, "INTERPRET", False)
+    for capability, offered in (((8, 0), False), ((8, 9), False), ((9, 0), True), ((10, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert K.tma_supported(torch.device("cuda", 0)) == offered
+    # Compiled kernels where there is no TMA: tma=True takes the pointer kernels.
+    good = torch.randn(1, 1, 8, 32)
+    assert K.tma_compatible(good) and not A._use_tma(True, good)
+    monkeypatch.setattr(A, "INTERPRET", True)
+    assert A._use_tma(True, good)  # the interpreter runs it when asked (the tests above)
+
+
+def test_tma_scratch_allocator_is_installed_around_cuda_launches_only():
+    from triton.runtime import _allocation
+
+    before = _allocation._allocator.get()
+    with A._scratch_allocator(torch.device("cpu"), True):
+        assert _allocation._allocator.get() is before  # the interpreter needs none
+    with A._scratch_allocator(torch.device("cuda", 0), False):
+        assert _allocation._allocator.get() is before  # the pointer kernels need none
+    with A._scratch_allocator(torch.device("cuda", 0), True):
+        alloc = _allocation._allocator.get()
+        assert alloc is not before
+        if HAS_CUDA:
+            buf = alloc(384, 128, None)
+            assert buf.device.type == "cuda" and buf.numel() == 384 and buf.dtype == torch.int8
+    assert _allocation._allocator.get() is before  # restored
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        A._scratch_allocator(torch.device("cuda", 0), True),
+    ):
+        raise RuntimeError("boom")
+    assert _allocation._allocator.get() is before  # restored after an error too
 
 
 # --- launcher checks -------------------------------------------------------------------------
@@ -348,29 +477,22 @@ def test_cpu_tensors_without_interpreter_raise_a_clear_error(monkeypatch):
 
 def test_block_configs_satisfy_the_causal_split():
     # Forward and dQ walk key blocks up to start_m * BLOCK_M: BLOCK_M % BLOCK_N == 0. dK/dV walk
-    # query blocks from start_n * BLOCK_N: BLOCK_N % BLOCK_M == 0. The pruner keeps only those
-    # (and, at head dim 128, drops configs measured to spill), always at least one; a single
-    # interpreter config skips the pruner, so it must obey the rule by itself.
+    # query blocks from start_n * BLOCK_N: BLOCK_N % BLOCK_M == 0. The pruner keeps only those,
+    # always at least one for every kernel, head dim and variant; a single interpreter config
+    # skips the pruner, so it must obey the rule by itself.
     rules = {"fwd": lambda m, n: m % n == 0, "dq": lambda m, n: m % n == 0}
     rules["dkdv"] = lambda m, n: n % m == 0
     tables = {"fwd": C._FWD_TABLE_CUDA, "dq": C._BWD_DQ_TABLE_CUDA, "dkdv": C._BWD_DKDV_TABLE_CUDA}
     for kernel, table in tables.items():
         rule = rules[kernel]
         for head_dim in A.SUPPORTED_HEAD_DIMS:
-            kept = C._pruner(kernel)(C._configs(table), {}, HEAD_DIM=head_dim)
-            assert kept, (kernel, head_dim)
-            if head_dim <= 64:  # no dead entries: the table holds only configs worth tuning
-                assert len(kept) == len(table), (kernel, head_dim)
-            assert all(rule(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in kept)
-            spilling = {C._key(c) for c in kept} & C._SPILLS_AT_HEAD_DIM_128[kernel]
-            assert not spilling or head_dim <= 64
-        if kernel == "dkdv":  # the single pass (FUSED_DQ) drops its own spilling configs too
-            for head_dim in (64, 128):
-                fused = C._pruner("dkdv")(C._configs(table), {}, HEAD_DIM=head_dim, FUSED_DQ=True)
-                keys = {C._key(c) for c in fused}
-                assert keys and (keys & C._SPILLS_AT_HEAD_DIM_128["bwd1"] == set()) == (
-                    head_dim > 64
-                )
+            for tma in (False, True):
+                for fused in (False, True) if kernel == "dkdv" else (False,):
+                    kept = C._pruner(kernel)(
+                        C._configs(table), {}, HEAD_DIM=head_dim, TMA=tma, FUSED_DQ=fused
+                    )
+                    assert kept, (kernel, head_dim, tma, fused)
+                    assert all(rule(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in kept)
         # A config that breaks the rule is dropped.
         bad = (32, 64, 1, 4) if kernel != "dkdv" else (64, 32, 1, 4)
         assert C._pruner(kernel)(C._configs([bad]), {}, HEAD_DIM=64) == []
@@ -381,6 +503,93 @@ def test_block_configs_satisfy_the_causal_split():
     ]:
         assert len(table) == 1 and rules[kernel](table[0][0], table[0][1])
     assert A.INTERPRET != HAS_CUDA  # conftest interprets exactly when there is no GPU
+
+
+def _table_keys() -> set[tuple[str, str, int, bool, tuple[int, int, int, int]]]:
+    tables = {"fwd": C._FWD_TABLE_CUDA, "dkdv": C._BWD_DKDV_TABLE_CUDA,
+              "dq": C._BWD_DQ_TABLE_CUDA, "bwd1": C._BWD_DKDV_TABLE_CUDA}  # fmt: skip
+    return {
+        (kernel, variant, head_dim, causal, C._key(c))
+        for kernel, table in tables.items()
+        for c in C._configs(table)
+        if C._splits(kernel, c)
+        for variant in ("ptr", "tma")
+        for head_dim in (64, 128)
+        for causal in (True, False)
+    }
+
+
+def test_occupancy_table_matches_the_config_tables():
+    # The pruner's data comes from compiling every config (kernels/compile_attention.py
+    # --write-occupancy): a config added to a table without re-running it fails here.
+    from codekiln.kernels.attention_occupancy import OCCUPANCY_SM90
+
+    assert set(OCCUPANCY_SM90) == _table_keys()
+    for key, (regs, spill, smem, ctas) in OCCUPANCY_SM90.items():
+        assert 0 < regs <= 255 and spill >= 0 and smem > 0 and 0 <= ctas <= 32, key
+        assert (ctas == 0) == (smem > 227 * 1024), key  # 0: more shared memory than a CTA gets
+
+
+def test_occupancy_pruning_on_the_measured_table():
+    from codekiln.kernels.attention_occupancy import OCCUPANCY_SM90
+
+    tables = {"fwd": C._FWD_TABLE_CUDA, "dq": C._BWD_DQ_TABLE_CUDA, "dkdv": C._BWD_DKDV_TABLE_CUDA}
+    for (kernel, variant, head_dim, causal, key), usage in OCCUPANCY_SM90.items():
+        rule = "dkdv" if kernel == "bwd1" else kernel
+        kept = C._pruner(rule)(
+            C._configs(tables[rule]), {}, HEAD_DIM=head_dim, TMA=variant == "tma",
+            FUSED_DQ=kernel == "bwd1", CAUSAL=causal,
+        )  # fmt: skip
+        kept_usage = [OCCUPANCY_SM90[(kernel, variant, head_dim, causal, C._key(c))] for c in kept]
+        where = (kernel, variant, head_dim, causal, key)
+        assert kept and all(u[3] >= 1 for u in kept_usage), where  # every kept config fits
+        clean = [u for u in kept_usage if u[0] < C.REGISTER_CAP and u[1] == 0]
+        if usage[0] >= C.REGISTER_CAP or usage[1] > 0:
+            # At the register cap or spilling: dropped (unless nothing clean exists at all).
+            assert key not in {C._key(c) for c in kept} or not clean, where
+        # Either every kept config reaches two CTAs per SM, or none in the table does and the
+        # kept ones are the best there is.
+        ctas = [u[3] for u in kept_usage]
+        assert min(ctas) >= C.MIN_CTAS_PER_SM or len(set(ctas)) == 1, (where, ctas)
+
+
+def test_occupancy_pruning_policy(monkeypatch):
+    # A synthetic table: the rules one by one.
+    import codekiln.kernels.attention_occupancy as occ
+
+    cap, spill, one_cta, two_ctas = (
+        (128, 128, 3, 8),
+        (128, 64, 3, 8),
+        (64, 64, 4, 4),
+        (64, 32, 3, 4),
+    )
+    table = {
+        ("fwd", "ptr", 64, True, cap): (255, 0, 1000, 2),
+        ("fwd", "ptr", 64, True, spill): (200, 8, 1000, 2),
+        ("fwd", "ptr", 64, True, one_cta): (128, 0, 1000, 1),
+        ("fwd", "ptr", 64, True, two_ctas): (100, 0, 1000, 3),
+    }
+    monkeypatch.setattr(occ, "OCCUPANCY_SM90", table)
+    configs = C._configs([cap, spill, one_cta, two_ctas])
+
+    def kept(**kwargs):
+        return [C._key(c) for c in C._pruner("fwd")(configs, {}, **kwargs)]
+
+    assert kept(HEAD_DIM=64, CAUSAL=True) == [two_ctas]
+    assert kept(HEAD_DIM=32) == [two_ctas]  # smaller head dims use the head-dim-64 figures
+    # No config reaches two CTAs per SM: the best-occupancy clean ones stay.
+    table[("fwd", "ptr", 64, True, two_ctas)] = (100, 0, 1000, 1)
+    assert kept(HEAD_DIM=64) == [one_cta, two_ctas]
+    # A config that does not fit (0 CTAs) never stays.
+    table[("fwd", "ptr", 64, True, one_cta)] = (128, 0, 300_000, 0)
+    assert kept(HEAD_DIM=64) == [two_ctas]
+    # Nothing clean: the least bad (best occupancy) of the rest, never an empty list.
+    table[("fwd", "ptr", 64, True, one_cta)] = (255, 0, 1000, 1)
+    table[("fwd", "ptr", 64, True, two_ctas)] = (255, 16, 1000, 1)
+    assert kept(HEAD_DIM=64) == [cap, spill]
+    # Configs without figures (here: the full mask, the TMA variant, head dim 128) are kept.
+    assert kept(HEAD_DIM=64, CAUSAL=False) == [cap, spill, one_cta, two_ctas]
+    assert kept(HEAD_DIM=128, TMA=True) == [cap, spill, one_cta, two_ctas]
 
 
 # --- CUDA only --------------------------------------------------------------------------------

@@ -141,8 +141,17 @@ def test_keys_bucket_the_length_and_name_everything_else():
 
 def test_candidate_names():
     sdpa = ("sdpa-flash", "sdpa-cudnn", "sdpa-efficient")
-    every = candidate_names(kernel_ok=True, single_pass_ok=True, sdpa_backends=sdpa, fa3_ok=True)
+    every = candidate_names(
+        kernel_ok=True, single_pass_ok=True, sdpa_backends=sdpa, fa3_ok=True, tma_ok=True
+    )
     assert every == CANDIDATES
+    # Below sm_90 (no TMA) the descriptor variants are not offered.
+    no_tma = candidate_names(kernel_ok=True, single_pass_ok=True, sdpa_backends=sdpa, fa3_ok=True)
+    assert no_tma == tuple(n for n in CANDIDATES if "tma" not in n)
+    det_tma = candidate_names(
+        kernel_ok=True, single_pass_ok=False, sdpa_backends=sdpa, fa3_ok=False, tma_ok=True
+    )
+    assert det_tma == ("triton", "triton-tma", *sdpa)
     # torch.use_deterministic_algorithms(True): the atomic single pass is not a candidate.
     det = candidate_names(kernel_ok=True, single_pass_ok=False, sdpa_backends=sdpa, fa3_ok=False)
     assert det == ("triton", *sdpa)
@@ -194,7 +203,40 @@ def test_auto_choice_measures_real_runners_and_attend_uses_the_winner(monkeypatc
     assert "|fwd|" in chooser.measured[1]
 
 
-@pytest.mark.parametrize("name", ["triton", "triton-single-pass"])
+def test_auto_offers_and_runs_the_tma_variants_on_sm90(monkeypatch, tmp_path):
+    # On sm_90+ (faked here; the interpreter runs the descriptors) "auto" measures the TMA
+    # variants too; the winner's runner passes tma=True to the kernel.
+    pytest.importorskip("triton")
+    kernels = attn._kernels()
+    if not kernels.runnable_on(torch.device("cpu")):
+        pytest.skip("needs the Triton interpreter (TRITON_INTERPRET=1) on a CPU machine")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake H200")
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(kernels, "tma_supported", lambda device: True)
+    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: False)
+    times = iter([5.0, 6.0, 1.0, 7.0, 8.0, 9.0, 10.0, 11.0])  # the third measured wins
+
+    def timer(fn):
+        fn()
+        return next(times)
+
+    monkeypatch.setattr(attn, "AUTO_CHOOSER", AutoChooser(tmp_path / "a.json", timer))
+    q, k, v = (torch.randn(1, 2, 20, 16, requires_grad=True) for _ in range(3))
+    assert attn._auto_choice(q, k, v, True) == "triton-tma"
+    (key,) = json.loads((tmp_path / "a.json").read_text())["entries"]
+    assert "triton,triton-single-pass,triton-tma,triton-tma-single-pass" in key
+    calls = []
+    real = kernels.attention
+    monkeypatch.setattr(kernels, "attention", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    out = attn.run_candidate("triton-tma", q, k, v, causal=True)  # what attend runs on CUDA
+    assert calls and calls[-1]["tma"] is True and calls[-1]["deterministic"] is True
+    torch.testing.assert_close(out, attn.naive_attention(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name", ["triton", "triton-single-pass", "triton-tma", "triton-tma-single-pass"]
+)
 def test_run_candidate_kernels_match_naive(name):
     pytest.importorskip("triton")
     device = "cuda" if HAS_CUDA else "cpu"

@@ -43,9 +43,11 @@ def test_report_writers(bench, tmp_path):
     # Synthetic rows (not measurements): the writers must lay them out, one line per shape, a
     # column per provider (empty where one did not run: here flash-attn-3), and the best of
     # ours over the best of the rest (naive excluded).
-    assert bench.PROVIDERS == ("triton", "triton-single-pass", "sdpa-flash", "sdpa-cudnn",
+    assert bench.PROVIDERS == ("triton", "triton-single-pass", "triton-tma",
+                               "triton-tma-single-pass", "sdpa-flash", "sdpa-cudnn",
                                "sdpa-efficient", "flash-attn-3", "naive")  # fmt: skip
-    tflops = {"triton": 3.0, "triton-single-pass": 3.3, "sdpa-flash": 2.0, "sdpa-cudnn": 2.2,
+    tflops = {"triton": 3.0, "triton-single-pass": 3.3, "triton-tma": 2.5,
+              "triton-tma-single-pass": 2.9, "sdpa-flash": 2.0, "sdpa-cudnn": 2.2,
               "sdpa-efficient": 1.5, "naive": 0.5}  # fmt: skip
     rows = [
         dict(mode=m, provider=p, head_dim=64, seq_len=t, batch=16384 // t, heads=32,
@@ -60,12 +62,33 @@ def test_report_writers(bench, tmp_path):
     assert text[0] == "**header**"
     assert text[2].count("|") == 4 + len(bench.PROVIDERS) + 2
     body = [line for line in text if line.startswith("| fwd |")]
-    assert body == ["| fwd | 64 | 512 | 32 x 32 | 3 | 3 | 2 | 2 | 2 |  | 0 | 1.50 |",
-                    "| fwd | 64 | 1024 | 16 x 32 | 3 | 3 | 2 | 2 | 2 |  | 0 | 1.50 |"]  # fmt: skip
+    assert body == ["| fwd | 64 | 512 | 32 x 32 | 3 | 3 | 2 | 3 | 2 | 2 | 2 |  | 0 | 1.50 |",
+                    "| fwd | 64 | 1024 | 16 x 32 | 3 | 3 | 2 | 3 | 2 | 2 | 2 |  | 0 | 1.50 |"]  # fmt: skip
     pytest.importorskip("matplotlib")
     png = tmp_path / "plot.png"
     assert bench.write_plot(rows, png, "title")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_min_ctas_lets_the_one_cta_tiles_back_in(bench, monkeypatch):
+    # --min-ctas 1: the FlashAttention-2 forward tile at head dim 128 (TMA: spill-free, 1 CTA
+    # per SM by its shared memory) is pruned by default and kept with the rule relaxed.
+    import importlib
+
+    configs = importlib.import_module("codekiln.kernels.attention_configs")
+    monkeypatch.setattr(configs, "MIN_CTAS_PER_SM", configs.MIN_CTAS_PER_SM)
+    fa2 = (128, 128, 3, 8)
+
+    def kept():
+        table = configs._configs(configs._FWD_TABLE_CUDA)
+        pruned = configs._pruner("fwd")(table, {}, HEAD_DIM=128, TMA=True, CAUSAL=True)
+        return {configs._key(c) for c in pruned}
+
+    assert fa2 not in kept()
+    bench.set_min_ctas(1)
+    assert configs.MIN_CTAS_PER_SM == 1 and fa2 in kept()
+    with pytest.raises(ValueError, match="min-ctas"):
+        bench.set_min_ctas(0)
 
 
 def test_kernels_compile_for_sm90_without_a_gpu():
@@ -79,15 +102,21 @@ def test_kernels_compile_for_sm90_without_a_gpu():
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     header, *lines = (line.split() for line in out.stdout.splitlines())
-    assert {line[0] for line in lines} == {"fwd", "dkdv", "dq", "bwd1", "pre"}
+    assert {(line[0], line[1]) for line in lines} == {
+        (k, v) for k in ("fwd", "dkdv", "dq", "bwd1") for v in ("ptr", "tma")
+    } | {("pre", "ptr")}
     # "config" spans 3 words in the rows ("128x128 s3 w8", "-" for pre): count from the end.
-    fits, atomics = header.index("fits") - len(header), header.index("REDG") - len(header)
-    assert all(line[fits] == "yes" for line in lines), out.stdout  # fits in shared memory
+    col = {name: header.index(name) - len(header) for name in ("fits", "ctas", "REDG", "UTMALDG")}
+    assert all(line[col["fits"]] == "yes" for line in lines), out.stdout  # fits in shared memory
+    assert all(int(line[col["ctas"]]) >= 1 for line in lines), out.stdout  # an SM holds one
     # Only the single-pass backward reduces into dQ (atomic RED instructions in its SASS).
-    assert all((int(line[atomics]) > 0) == (line[0] == "bwd1") for line in lines), out.stdout
+    assert all((int(line[col["REDG"]]) > 0) == (line[0] == "bwd1") for line in lines), out.stdout
+    # The TMA variant's loads are TMA loads (cp.async.bulk.tensor); the pointer kernels have none.
+    tma_loads = {(line[0], line[1]): int(line[col["UTMALDG"]]) for line in lines}
+    assert all((n > 0) == (variant == "tma") for (_, variant), n in tma_loads.items()), out.stdout
 
 
-@pytest.mark.slow  # ~42 s of CPU: four steps, each a fresh interpreter importing torch
+@pytest.mark.slow  # ~50 s of CPU: four steps, each a fresh interpreter importing torch
 def test_gpu_check_smoke_runs_end_to_end(tmp_path):
     # The one-shot GPU script, in its CPU smoke mode: every step at tiny size, every result file
     # under one folder. It measures nothing; it proves the script and its steps fit together.
@@ -104,7 +133,8 @@ def test_gpu_check_smoke_runs_end_to_end(tmp_path):
     ]  # fmt: skip
     assert (out / "gpu.txt").read_text().startswith("gpu: cpu-smoke")
     assert "smoke: all passed" in (out / "bench_attention.log").read_text()
-    assert "triton-single-pass" in (out / "bench_attention.log").read_text()
+    log = (out / "bench_attention.log").read_text()
+    assert "triton-single-pass" in log and "triton-tma-single-pass" in log
     assert json.loads((out / "bench_train.json").read_text())
 
 

@@ -10,8 +10,9 @@ per call by :func:`resolve_backend`:
   (and the oracle the kernel tests compare with);
 * ``"auto"`` -- on CUDA, the fastest of the implementations available for the call's GPU,
   dtype, head dim, mask and length bucket, measured once and remembered on disk
-  (:mod:`codekiln.attention_auto`: this kernel with either backward, SDPA's flash, cuDNN and
-  memory-efficient backends, FlashAttention-3 when installed); ``"sdpa"`` on the CPU, with
+  (:mod:`codekiln.attention_auto`: this kernel with either backward, with pointer or (sm_90+)
+  TMA descriptor loads, SDPA's flash, cuDNN and memory-efficient backends, FlashAttention-3
+  when installed); ``"sdpa"`` on the CPU, with
   attention dropout, and for decoding against a KV cache (one query: memory-bound, SDPA).
 
 Dispatch looks at the tensors' device (``q.is_cuda``), never at ``torch.cuda.is_available()``.
@@ -48,8 +49,8 @@ __all__ = [
 AttentionBackend = Literal["auto", "triton", "sdpa", "naive"]
 #: What :func:`resolve_backend` returns: a backend, or one of ``"auto"``'s measured candidates.
 ResolvedBackend = Literal[
-    "triton", "sdpa", "naive", "triton-single-pass", "sdpa-flash", "sdpa-cudnn",
-    "sdpa-efficient", "flash-attn-3",
+    "triton", "sdpa", "naive", "triton-single-pass", "triton-tma", "triton-tma-single-pass",
+    "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "flash-attn-3",
 ]  # fmt: skip
 
 #: The process-wide chooser behind ``attention="auto"`` on CUDA.
@@ -130,14 +131,24 @@ def _flash_attn_3() -> ModuleType | None:
         return None
 
 
+#: The kernel's candidates: name -> (deterministic backward, TMA descriptors).
+_TRITON_VARIANTS = {
+    "triton": (True, False),
+    "triton-single-pass": (False, False),
+    "triton-tma": (True, True),
+    "triton-tma-single-pass": (False, True),
+}
+
+
 def run_candidate(
     name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool
 ) -> torch.Tensor:
     """Self-attention (``Tq == Tk``, no dropout) on one named implementation (see
     :mod:`codekiln.attention_auto`); ``(B, nh, T, hs)`` in and out."""
-    if name in ("triton", "triton-single-pass"):
+    if name in _TRITON_VARIANTS:
         kernels = _triton_or_raise(q, k, v)
-        return kernels.attention(q, k, v, causal=causal, deterministic=name == "triton")
+        deterministic, tma = _TRITON_VARIANTS[name]
+        return kernels.attention(q, k, v, causal=causal, deterministic=deterministic, tma=tma)
     if name in ("sdpa-flash", "sdpa-cudnn", "sdpa-efficient"):
         from torch.nn.attention import sdpa_kernel
 
@@ -180,6 +191,7 @@ def _auto_choice(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool
         single_pass_ok=not deterministic,
         sdpa_backends=tuple(_sdpa_backends()),
         fa3_ok=major == 9 and _flash_attn_3() is not None,
+        tma_ok=kernel_ok and kernels is not None and kernels.tma_supported(q.device),
     )
     device = f"{torch.cuda.get_device_name(q.device)} sm_{major}{minor}"
     key = auto_key(device, q.dtype, q.size(-1), causal, T, grad, names)

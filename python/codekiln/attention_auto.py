@@ -8,6 +8,8 @@ first call times every candidate on random tensors of the call's shape and keeps
 * ``"triton"`` -- codekiln's kernel, two-kernel backward (deterministic);
 * ``"triton-single-pass"`` -- the same forward, single-pass backward (dQ by fp32 atomics; left
   out while ``torch.are_deterministic_algorithms_enabled()``);
+* ``"triton-tma"``, ``"triton-tma-single-pass"`` -- the same two, loading and storing through
+  TMA tensor descriptors (``tma=True``), on sm_90 and newer only;
 * ``"sdpa-flash"``, ``"sdpa-cudnn"``, ``"sdpa-efficient"`` -- PyTorch SDPA forced to one backend;
 * ``"flash-attn-3"`` -- FlashAttention-3 (``flash_attn_interface``, the Hopper build of the
   ``flash-attn`` package) on sm_90 when it is installed.
@@ -41,6 +43,8 @@ __all__ = ["CANDIDATES", "AutoChooser", "auto_key", "candidate_names", "default_
 CANDIDATES: tuple[str, ...] = (
     "triton",
     "triton-single-pass",
+    "triton-tma",
+    "triton-tma-single-pass",
     "sdpa-flash",
     "sdpa-cudnn",
     "sdpa-efficient",
@@ -77,14 +81,24 @@ def auto_key(
 
 
 def candidate_names(
-    *, kernel_ok: bool, single_pass_ok: bool, sdpa_backends: tuple[str, ...], fa3_ok: bool
+    *,
+    kernel_ok: bool,
+    single_pass_ok: bool,
+    sdpa_backends: tuple[str, ...],
+    fa3_ok: bool,
+    tma_ok: bool = False,
 ) -> tuple[str, ...]:
-    """The candidates to measure, in :data:`CANDIDATES` order."""
+    """The candidates to measure, in :data:`CANDIDATES` order. ``tma_ok``: the GPU has TMA
+    (sm_90+, :func:`codekiln.kernels.tma_supported`), so the descriptor variants are offered."""
     available = set(sdpa_backends)
     if kernel_ok:
         available.add("triton")
+        if tma_ok:
+            available.add("triton-tma")
         if single_pass_ok:
             available.add("triton-single-pass")
+            if tma_ok:
+                available.add("triton-tma-single-pass")
     if fa3_ok:
         available.add("flash-attn-3")
     return tuple(name for name in CANDIDATES if name in available)

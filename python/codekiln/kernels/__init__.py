@@ -27,6 +27,8 @@ from codekiln.kernels.attention import (
     attention_forward,
     length_bucket,
     runnable_on,
+    tma_compatible,
+    tma_supported,
     unsupported_reason,
 )
 
@@ -40,5 +42,7 @@ __all__ = [
     "attention_forward",
     "length_bucket",
     "runnable_on",
+    "tma_compatible",
+    "tma_supported",
     "unsupported_reason",
 ]

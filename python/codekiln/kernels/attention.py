@@ -25,7 +25,7 @@ Decisions (see docs/model.md for the overview):
 * Causal attention is split into two loops per program: blocks strictly below the diagonal run
   without any mask, only the diagonal blocks pay for the ``where``. This needs ``BLOCK_M`` to be
   a multiple of ``BLOCK_N`` (forward, dQ) and ``BLOCK_N`` a multiple of ``BLOCK_M`` (dK/dV); the
-  config pruner enforces it (and drops configs measured to spill registers at head dim 128).
+  config pruner enforces it (and prunes by measured occupancy: ``attention_configs.py``).
 * Sequence tails: all loads are masked (``other=0``). In the forward a zero key would still
   take ``exp2(0 - m)`` of a softmax row, so the loops that can see a key past ``T`` mask the
   scores. In the backward a zero query past ``T`` adds ``P^T dO = 0`` and ``dS^T q = 0`` to dV
@@ -50,6 +50,18 @@ Decisions (see docs/model.md for the overview):
   in int64; offsets within a block stay int32, which needs ``stride_t < 2^23`` -- the launcher
   copies a tensor whose row stride is larger. Below that, offsets are int32 as before: the
   int64 form costs registers (see ``_tile``).
+* TMA (``tma=True``; ``attention="auto"`` measures it on sm_90+): the same kernels with the
+  ``TMA`` switch load and store Q, K, V, O, dO, dK, dV and dQ through tensor descriptors
+  (``tl.make_tensor_descriptor``, one per head and program), which sm_90 lowers to
+  ``cp.async.bulk.tensor``: rows past ``T`` load as zeros and stores past ``T`` are dropped by
+  the hardware, so those loads and stores carry no mask (the scores' masks stay). The log-sum-exp
+  and ``delta`` rows, the preprocess kernel and the single pass's dQ atomics stay on pointers
+  (a descriptor's reduce-add has no interpreter implementation in triton 3.9, so it could not
+  be tested). Descriptors need 16-byte aligned head bases and row strides and a unit last
+  stride; the launcher checks every operand (:func:`tma_compatible`) and takes the pointer
+  kernels otherwise, and on CUDA below sm_90. The descriptors live in global scratch memory,
+  which triton asks for at launch: the launcher installs an allocator (torch bytes on the
+  tensors' device) around its CUDA launches and restores the previous one after.
 * Causal forward and dQ programs run the longest rows first (reversed block index), as
   FlashAttention-2 does, so the short diagonal programs fill the tail of the grid.
 * The output and the gradients are allocated as ``(B, T, nh, hs)`` and returned transposed, so
@@ -60,14 +72,17 @@ Decisions (see docs/model.md for the overview):
   their matmuls is kept, so the interpreter sees the same quantisation as the GPU.
 * The interpreter never compiles the CUDA path, so ``kernels/compile_attention.py`` compiles
   every config for sm_90 on a CPU (triton bundles ptxas) and reads registers, spills and shared
-  memory back; the config tables and the spill list below come from it.
+  memory back; the occupancy table the pruner reads (``attention_occupancy.py``) comes from it.
 * fp32 inputs use TF32 tensor cores on CUDA when ``torch.backends.cuda.matmul.allow_tf32`` is
   set (``torch.set_float32_matmul_precision("high")``), full IEEE fp32 otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -100,13 +115,16 @@ __all__ = [
     "attention_forward",
     "length_bucket",
     "runnable_on",
+    "tma_compatible",
+    "tma_supported",
     "unsupported_reason",
 ]
 
 # The autotuned entry points. With a single config (the interpreter) triton's Autotuner skips
 # benchmarking, so the launchers below run the same code path on CPU and GPU.
-# The key: T bucketed to a power of two, not T (the tensors' dtypes are added by triton).
-_TUNE_KEY = ["T_BUCKET", "HEAD_DIM", "CAUSAL", "PRECISION"]
+# The key: T bucketed to a power of two, not T (the tensors' dtypes are added by triton); the
+# variants (TMA, LONG) are keys too, so one never reuses the other's choice.
+_TUNE_KEY = ["T_BUCKET", "HEAD_DIM", "CAUSAL", "PRECISION", "TMA", "LONG"]
 _attn_fwd = triton.autotune(
     FWD_CONFIGS,
     key=_TUNE_KEY,
@@ -136,6 +154,66 @@ def _needs_long(T: int, *tensors: torch.Tensor) -> bool:
     """Whether a row offset ``(T + block) * stride_t`` of any of ``tensors`` (B, nh, T, hs) can
     pass int32: then the kernels offset each block's first row in int64 (``LONG``)."""
     return max((T + 256) * x.stride(2) for x in tensors) >= 2**31
+
+
+def tma_supported(device: torch.device) -> bool:
+    """Whether the TMA variant is a candidate on ``device``: a CUDA GPU of compute capability 9
+    (Hopper) or newer, never the interpreter (tests ask for it explicitly with ``tma=True``)."""
+    if INTERPRET or device.type != "cuda":
+        return False
+    return torch.cuda.get_device_capability(device)[0] >= 9
+
+
+def tma_compatible(*tensors: torch.Tensor) -> bool:
+    """Whether tensor descriptors can address every ``(B, nh, T, hs)`` operand in ``tensors``:
+    unit stride in the head dimension, and the start of every head and every row on a 16-byte
+    boundary (data pointer, batch, head and row strides; a stride of a size-1 dimension is
+    never used; a broadcast one, stride 0, fails). A view that starts mid-row (``x[..., 1:33]``)
+    or rows 72 bytes apart fail."""
+    for x in tensors:
+        size = x.element_size()
+        if x.stride(-1) != 1 or x.data_ptr() % 16 != 0 or (x.shape[-1] * size) % 16 != 0:
+            return False
+        # A broadcast dimension (stride 0, e.g. the dO of ``o.sum().backward()``) is no
+        # tensor-map stride either.
+        if any(x.shape[d] > 1 and (x.stride(d) <= 0 or x.stride(d) * size % 16) for d in range(3)):
+            return False
+    return True
+
+
+def _use_tma(requested: bool, *tensors: torch.Tensor) -> bool:
+    """The launchers' choice: descriptors when asked for, the hardware (or the interpreter) has
+    them, and every operand meets their constraints; pointers otherwise."""
+    if not requested:
+        return False
+    device = tensors[0].device
+    if not INTERPRET and not tma_supported(device):
+        return False
+    return tma_compatible(*tensors)
+
+
+@contextlib.contextmanager
+def _scratch_allocator(device: torch.device, tma: bool) -> Iterator[None]:
+    """Around a CUDA launch of the TMA variant: give triton an allocator for the descriptors'
+    global scratch (torch bytes on ``device``), then put the previous allocator back."""
+    if not tma or device.type != "cuda":
+        yield
+        return
+    from triton.runtime import _allocation
+
+    def alloc(size: int, alignment: int, stream: int | None) -> torch.Tensor:
+        return torch.empty(size, dtype=torch.int8, device=device)
+
+    current = getattr(_allocation, "_allocator", None)  # triton 3.x: a ContextVar
+    if not isinstance(current, contextvars.ContextVar):
+        triton.set_allocator(alloc)  # a triton that keeps it elsewhere: set it, leave it set
+        yield
+        return
+    token = current.set(alloc)
+    try:
+        yield
+    finally:
+        current.reset(token)
 
 
 def length_bucket(T: int) -> int:
@@ -235,11 +313,13 @@ def attention_forward(
     v: torch.Tensor,
     causal: bool = True,
     scale: float | None = None,
+    tma: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernel. Returns ``o`` (B, nh, T, hs) and ``lse2`` (B, nh, T) fp32.
 
     ``lse2`` is the base-2 log-sum-exp of the scaled scores (``log2 sum_j 2^(s_ij log2 e)``);
-    the natural-log value is ``lse2 / log2(e)``.
+    the natural-log value is ``lse2 / log2(e)``. ``tma``: use the tensor-descriptor variant
+    where it can run (see the module docstring), the pointer kernel elsewhere.
     """
     _check_runnable(q, k, v)
     q, k, v = _head_contiguous(q), _head_contiguous(k), _head_contiguous(v)
@@ -248,17 +328,19 @@ def attention_forward(
     o = _empty_bthd(q)
     lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
     long = _needs_long(T, q, k, v, o)
+    use_tma = _use_tma(tma, q, k, v, o)
 
     def grid(meta: dict[str, Any]) -> tuple[int, int, int]:
         return (triton.cdiv(T, meta["BLOCK_M"]), H, B)
 
-    _attn_fwd[grid](
-        q, k, v, o, lse,
-        *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
-        H, T, length_bucket(T), sm_scale * _LOG2E,
-        HEAD_DIM=D, LONG=long, CAUSAL=bool(causal), DOT_FP32=INTERPRET,
-        PRECISION=_dot_precision(q.dtype), **_LAUNCH_OPTIONS,
-    )  # fmt: skip
+    with _scratch_allocator(q.device, use_tma):
+        _attn_fwd[grid](
+            q, k, v, o, lse,
+            *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *o.stride()[:3],
+            H, T, length_bucket(T), sm_scale * _LOG2E,
+            HEAD_DIM=D, LONG=long, TMA=use_tma, CAUSAL=bool(causal), DOT_FP32=INTERPRET,
+            PRECISION=_dot_precision(q.dtype), **_LAUNCH_OPTIONS,
+        )  # fmt: skip
     return o, lse
 
 
@@ -272,11 +354,13 @@ def attention_backward(
     causal: bool = True,
     scale: float | None = None,
     deterministic: bool = True,
+    tma: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the backward kernels for ``o, lse = attention_forward(q, k, v, causal, scale)``.
 
     ``deterministic=True``: the two-kernel backward (no atomics); ``False``: the single pass
-    with an fp32 dQ accumulated by atomics (see the module docstring).
+    with an fp32 dQ accumulated by atomics (see the module docstring). ``tma``: the
+    tensor-descriptor variant where it can run, as in :func:`attention_forward`.
     Returns ``dq, dk, dv`` with the shapes of ``q, k, v``.
     """
     _check_runnable(q, k, v)
@@ -315,6 +399,8 @@ def attention_backward(
         HEAD_DIM=D, LONG=long, CAUSAL=bool(causal), DOT_FP32=INTERPRET, PRECISION=precision,
         **_LAUNCH_OPTIONS,
     )  # fmt: skip
+    # dq is allocated like dk (same layout, dtype and alignment): checking dk covers it.
+    use_tma = _use_tma(tma, q, k, v, do, dk, dv)
     bucket = length_bucket(T)
 
     def grid_n(meta: dict[str, Any]) -> tuple[int, int, int]:
@@ -325,21 +411,24 @@ def attention_backward(
 
     if deterministic:
         dq = _empty_bthd(q)
-        # DQ_ACC is unused without FUSED_DQ: dk stands in for it.
-        _attn_bwd_dkdv[grid_n](
-            q, k, v, do, dk, dv, dk, lse, delta, *strides, *dk.stride()[:3], *dk.stride()[:3],
-            H, T, bucket, sm_scale, sm_scale * _LOG2E, FUSED_DQ=False, **common,
-        )  # fmt: skip
-        _attn_bwd_dq[grid_m](
-            q, k, v, do, dq, lse, delta, *strides, *dq.stride()[:3],
-            H, T, bucket, sm_scale, sm_scale * _LOG2E, **common,
-        )  # fmt: skip
+        with _scratch_allocator(q.device, use_tma):
+            # DQ_ACC is unused without FUSED_DQ: dk stands in for it.
+            _attn_bwd_dkdv[grid_n](
+                q, k, v, do, dk, dv, dk, lse, delta, *strides, *dk.stride()[:3], *dk.stride()[:3],
+                H, T, bucket, sm_scale, sm_scale * _LOG2E, FUSED_DQ=False, TMA=use_tma, **common,
+            )  # fmt: skip
+            _attn_bwd_dq[grid_m](
+                q, k, v, do, dq, lse, delta, *strides, *dq.stride()[:3],
+                H, T, bucket, sm_scale, sm_scale * _LOG2E, TMA=use_tma, **common,
+            )  # fmt: skip
         return dq, dk, dv
     dq_acc = torch.zeros((B, T, H, D), dtype=torch.float32, device=q.device).transpose(1, 2)
-    _attn_bwd_dkdv[grid_n](
-        q, k, v, do, dk, dv, dq_acc, lse, delta, *strides, *dk.stride()[:3], *dq_acc.stride()[:3],
-        H, T, bucket, sm_scale, sm_scale * _LOG2E, FUSED_DQ=True, **common,
-    )  # fmt: skip
+    with _scratch_allocator(q.device, use_tma):
+        _attn_bwd_dkdv[grid_n](
+            q, k, v, do, dk, dv, dq_acc, lse, delta, *strides, *dk.stride()[:3],
+            *dq_acc.stride()[:3], H, T, bucket, sm_scale, sm_scale * _LOG2E, FUSED_DQ=True,
+            TMA=use_tma, **common,
+        )  # fmt: skip
     # (B, T, nh, hs) in, (B, T, nh, hs) out: .to keeps the strides, the merge of heads stays free.
     dq = dq_acc.mul_(sm_scale).to(q.dtype)
     return dq, dk, dv
@@ -362,21 +451,23 @@ class FlashAttentionFunction(torch.autograd.Function):
         causal: bool,
         scale: float | None,
         deterministic: bool = True,
+        tma: bool = False,
     ) -> torch.Tensor:
-        o, lse = attention_forward(q, k, v, causal, scale)
+        o, lse = attention_forward(q, k, v, causal, scale, tma=tma)
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.causal = causal
         ctx.scale = scale
         ctx.deterministic = deterministic
+        ctx.tma = tma
         return o
 
     @staticmethod
     def backward(ctx: Any, do: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         q, k, v, o, lse = ctx.saved_tensors
         dq, dk, dv = attention_backward(
-            do, q, k, v, o, lse, ctx.causal, ctx.scale, deterministic=ctx.deterministic
+            do, q, k, v, o, lse, ctx.causal, ctx.scale, ctx.deterministic, ctx.tma
         )
-        return dq, dk, dv, None, None, None
+        return dq, dk, dv, None, None, None, None
 
 
 def attention(
@@ -386,6 +477,7 @@ def attention(
     causal: bool = True,
     scale: float | None = None,
     deterministic: bool = True,
+    tma: bool = False,
 ) -> torch.Tensor:
     """Scaled dot-product attention ``softmax(q k^T * scale [+ causal mask]) v``, fused.
 
@@ -398,6 +490,9 @@ def attention(
         deterministic: the backward pass: ``True`` -- two kernels, no atomics, bitwise
             reproducible; ``False`` -- one pass (5 matmuls per tile instead of 7) with dQ
             accumulated in fp32 by atomics, whose order (so dQ's last bits) may vary.
+        tma: load and store through TMA tensor descriptors (sm_90+; the same results) where
+            the GPU and the operands' alignment allow (:func:`tma_compatible`), the pointer
+            kernels elsewhere. Off by default: ``attention="auto"`` measures whether it wins.
 
     Returns:
         ``(B, nh, T, hs)`` in the input dtype, differentiable with respect to ``q, k, v``.
@@ -407,4 +502,4 @@ def attention(
     >>> K.attention(q, k, v).shape  # doctest: +SKIP
     torch.Size([2, 4, 256, 64])
     """
-    return FlashAttentionFunction.apply(q, k, v, causal, scale, deterministic)
+    return FlashAttentionFunction.apply(q, k, v, causal, scale, deterministic, tma)

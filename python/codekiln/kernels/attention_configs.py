@@ -3,7 +3,8 @@
 Kept apart from the kernels (``attention_kernels.py``, ``@triton.jit`` only) and the launchers
 (``attention.py``) so that the tables can be read, tested and changed without touching kernel
 code; ``kernels/compile_attention.py`` compiles every config for sm_90 to check registers,
-spills and shared memory, and the tables and the spill list below come from it.
+spills and shared memory, and writes what it measured to ``attention_occupancy.py``, which the
+pruner below reads.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ def _configs(table: list[tuple[int, int, int, int]]) -> list[triton.Config]:
 
 # (BLOCK_M, BLOCK_N, num_stages, num_warps). The CUDA candidates follow tutorial 06 and the
 # FlashAttention-2 paper's choices for sm80/sm90 (128x64 / 128x128 tiles, 4-8 warps); the
-# autotuner keeps the fastest per (T, head dim, causal, dtype) and drops any config that runs out
-# of shared memory. Not yet tuned on a GPU in this repository -- see kernels/README.md.
+# pruner keeps those that reach two CTAs per SM without spilling (measured, see
+# ``prune_by_occupancy``), the autotuner the fastest of them per (T bucket, head dim, causal,
+# dtype, variant). Not yet tuned on a GPU in this repository -- see kernels/README.md.
+# A new config here needs ``kernels/compile_attention.py --all-configs --write-occupancy``
+# (``tests/test_kernels.py`` checks that the occupancy table covers every config).
 # Removed after kernels/compile_attention.py: fwd 64x128 (breaks the causal-split rule below, so
 # it was never tried) and dK/dV 32x128 with 4 warps, 2 stages (spills even at head dim 64).
 _FWD_TABLE_CUDA = [
@@ -60,6 +64,7 @@ _BWD_DKDV_TABLE_CUDA = [
     (64, 64, 2, 4),
     (16, 64, 3, 4),
     (16, 128, 3, 8),
+    (64, 128, 1, 8),  # FlashAttention-2's tile at head dim 128: spill-free with TMA only
 ]
 _BWD_DQ_TABLE_CUDA = [
     (128, 32, 3, 8),
@@ -81,52 +86,84 @@ BWD_DKDV_CONFIGS = _configs(_BWD_DKDV_TABLE_INTERPRET if INTERPRET else _BWD_DKD
 BWD_DQ_CONFIGS = _configs(_BWD_DQ_TABLE_INTERPRET if INTERPRET else _BWD_DQ_TABLE_CUDA)
 
 
-# Configs that spill registers at head dim 128 (ahead-of-time compile for sm_90 with triton
-# 3.9's ptxas, bf16, read with cuobjdump --dump-resource-usage: STACK > 0). They compile, but
-# tuning them only wastes time, so the pruner drops them for head dims above 64.
-# fwd 128x32 s4 w4 joined when the unmasked blocks moved to one FMA per score (255 registers
-# before, 255 + 24 B of spills after); "bwd1" is the dK/dV kernel with FUSED_DQ (the
-# single-pass backward), which also holds the dQ tile: its 32x64 s3 w4 spills 56 B causal.
-# Configs at the register cap without spills (fwd 128x128 w8 at head dim 128: 254-255) stay:
-# they are FlashAttention-2's own tile, and only a GPU can say whether they lose.
-_SPILLS_AT_HEAD_DIM_128 = {
-    "fwd": {(128, 64, 4, 4), (128, 32, 4, 4)},
-    "dkdv": {(64, 128, 3, 8), (64, 64, 2, 4)},
-    "bwd1": {(32, 64, 3, 4)},
-    "dq": {(128, 32, 2, 4)},
-}
-
-
 def _key(config: triton.Config) -> tuple[int, int, int, int]:
     kw = config.kwargs
     return (kw["BLOCK_M"], kw["BLOCK_N"], config.num_stages, config.num_warps)
 
 
+def _splits(kernel: str, config: triton.Config) -> bool:
+    """The causal split: forward and dQ walk key blocks up to ``start_m * BLOCK_M``
+    (``BLOCK_M % BLOCK_N == 0``); dK/dV walks query blocks from ``start_n * BLOCK_N``
+    (``BLOCK_N % BLOCK_M == 0``)."""
+    bm, bn = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
+    return (bn % bm if kernel in ("dkdv", "bwd1") else bm % bn) == 0
+
+
+#: Registers per thread at which ptxas has nothing left (sm_80 / sm_90): a config there is one
+#: change away from spilling, and the next kernel edit would silently slow it down.
+REGISTER_CAP = 255
+#: CTAs per SM a config must reach to stay: two, so that one CTA's loads, softmax and epilogue
+#: overlap the other's tensor-core work (FlashAttention-2's argument for small tiles).
+MIN_CTAS_PER_SM = 2
+
+
+def occupancy(
+    kernel: str, variant: str, head_dim: int, causal: bool, key: tuple[int, int, int, int]
+) -> Any:
+    """The measured sm_90 (registers, spill bytes, shared memory, CTAs/SM; 0 when it does not
+    fit) of one config, from ``attention_occupancy.py`` (``kernels/compile_attention.py
+    --write-occupancy``), or None.
+
+    ``kernel``: "fwd", "dkdv", "dq" or "bwd1" (dK/dV with ``FUSED_DQ``); ``variant``: "ptr" or
+    "tma". Head dims below 64 use the head-dim-64 figures, an upper bound (smaller tiles)."""
+    from codekiln.kernels.attention_occupancy import OCCUPANCY_SM90
+
+    measured = 64 if head_dim <= 64 else head_dim
+    return OCCUPANCY_SM90.get((kernel, variant, measured, bool(causal), key))
+
+
+def prune_by_occupancy(
+    kernel: str, variant: str, head_dim: int, causal: bool, configs: list[triton.Config]
+) -> list[triton.Config]:
+    """Drop configs that do not fit, sit at the register cap or spill, then those below two
+    CTAs per SM unless none would be left -- then keep the best-occupancy ones. Configs without
+    measurements stay (a test keeps the table complete). Never returns an empty list for a
+    non-empty input."""
+    usage = {id(c): occupancy(kernel, variant, head_dim, causal, _key(c)) for c in configs}
+
+    def clean(c: triton.Config) -> bool:
+        u = usage[id(c)]
+        return u is None or (u[0] < REGISTER_CAP and u[1] == 0 and u[3] >= 1)
+
+    def ctas(c: triton.Config) -> int:
+        u = usage[id(c)]
+        return MIN_CTAS_PER_SM if u is None else u[3]
+
+    pool = [c for c in configs if clean(c)] or configs  # nothing clean: keep the least bad below
+    enough = [c for c in pool if ctas(c) >= MIN_CTAS_PER_SM]
+    if enough:
+        return enough
+    best = max((ctas(c) for c in pool), default=0)
+    return [c for c in pool if ctas(c) == best]
+
+
 def _pruner(kernel: str) -> Any:
     """An ``early_config_prune`` for ``kernel`` ("fwd", "dkdv" or "dq").
 
-    The causal split needs the outer block to be a multiple of the inner one: forward and dQ
-    walk key blocks up to ``start_m * BLOCK_M`` (``BLOCK_M % BLOCK_N == 0``); dK/dV walks query
-    blocks from ``start_n * BLOCK_N`` (``BLOCK_N % BLOCK_M == 0``). Configs measured to spill
-    at head dim 128 are dropped there (for dK/dV launched with ``FUSED_DQ``, the single pass's
-    own list too).
+    Keeps the configs that satisfy the causal split (:func:`_splits`), then prunes them by
+    their measured sm_90 occupancy (:func:`prune_by_occupancy`) for the launch's head dim, mask
+    and variant (``TMA``; for dK/dV launched with ``FUSED_DQ``, the single pass's own figures).
     """
 
     def prune(
         configs: list[triton.Config], named_args: dict[str, Any], **kwargs: Any
     ) -> list[triton.Config]:
-        head_dim = kwargs.get("HEAD_DIM", named_args.get("HEAD_DIM", 64))
-        spills = _SPILLS_AT_HEAD_DIM_128[kernel]
-        if kernel == "dkdv" and kwargs.get("FUSED_DQ", named_args.get("FUSED_DQ", False)):
-            spills = spills | _SPILLS_AT_HEAD_DIM_128["bwd1"]
-        kept = []
-        for config in configs:
-            bm, bn = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"]
-            if (bn % bm if kernel == "dkdv" else bm % bn) != 0:
-                continue
-            if head_dim > 64 and _key(config) in spills:
-                continue
-            kept.append(config)
-        return kept
+        def arg(name: str, default: Any) -> Any:
+            return kwargs.get(name, named_args.get(name, default))
+
+        name = "bwd1" if kernel == "dkdv" and arg("FUSED_DQ", False) else kernel
+        variant = "tma" if arg("TMA", False) else "ptr"
+        kept = [c for c in configs if _splits(kernel, c)]
+        return prune_by_occupancy(name, variant, arg("HEAD_DIM", 64), arg("CAUSAL", True), kept)
 
     return prune

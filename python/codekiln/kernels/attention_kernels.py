@@ -51,13 +51,76 @@ def _tile(
 
 
 @triton.jit
+def _head(base, stride_t, T, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr, TMA: tl.constexpr):
+    """One (T, hs) head as the loops address it: with ``TMA`` a tensor descriptor of
+    (BLOCK, hs) tiles (on sm_90 loads and stores become ``cp.async.bulk.tensor``; rows past T
+    load as zeros and are not stored, so no mask), otherwise the base pointer itself."""
+    if TMA:
+        return tl.make_tensor_descriptor(
+            base, shape=[T, HEAD_DIM], strides=[stride_t, 1], block_shape=[BLOCK, HEAD_DIM]
+        )
+    else:
+        return base
+
+
+@triton.jit
+def _load_rows(
+    src,
+    start,
+    stride_t,
+    T,
+    BLOCK: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    TRANS: tl.constexpr,
+    LONG: tl.constexpr,
+    TMA: tl.constexpr,
+):
+    """Rows ``start .. start + BLOCK`` of a head from :func:`_head` (zeros past T): (BLOCK, hs),
+    or (hs, BLOCK) when ``TRANS``."""
+    if TMA:
+        x = src.load([start, 0])
+        if TRANS:
+            x = tl.trans(x)
+        return x
+    else:
+        in_t = (start + tl.arange(0, BLOCK)) < T
+        mask = in_t[None, :] if TRANS else in_t[:, None]
+        return tl.load(
+            _tile(src, start, stride_t, BLOCK, HEAD_DIM, TRANS, LONG), mask=mask, other=0.0
+        )
+
+
+@triton.jit
+def _store_rows(
+    dst,
+    start,
+    stride_t,
+    T,
+    value,
+    BLOCK: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    LONG: tl.constexpr,
+    TMA: tl.constexpr,
+):
+    """Store ``value`` (BLOCK, hs) to rows ``start ..`` of a head from :func:`_head`; rows past
+    T are dropped."""
+    if TMA:
+        dst.store([start, 0], value)
+    else:
+        in_t = (start + tl.arange(0, BLOCK)) < T
+        tl.store(
+            _tile(dst, start, stride_t, BLOCK, HEAD_DIM, False, LONG), value, mask=in_t[:, None]
+        )
+
+
+@triton.jit
 def _attn_fwd_inner(
     acc,
     l_i,
     m_i,
     q,
-    k_base,
-    v_base,
+    k_src,
+    v_src,
     stride_kt,
     stride_vt,
     offs_m,
@@ -67,6 +130,7 @@ def _attn_fwd_inner(
     hi,
     HEAD_DIM: tl.constexpr,
     LONG: tl.constexpr,
+    TMA: tl.constexpr,
     BLOCK_N: tl.constexpr,
     MASK: tl.constexpr,
     CAUSAL: tl.constexpr,
@@ -81,16 +145,11 @@ def _attn_fwd_inner(
     for start_n in range(lo, hi, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < T
         # K is loaded transposed, (hs, BLOCK_N), so the score tile is a plain q @ kT.
-        kT = tl.load(
-            _tile(k_base, start_n, stride_kt, BLOCK_N, HEAD_DIM, True, LONG),
-            mask=mask_n[None, :],
-            other=0.0,
-        )
+        kT = _load_rows(k_src, start_n, stride_kt, T, BLOCK_N, HEAD_DIM, True, LONG, TMA)
         qk = _dot(q, kT, None, DOT_FP32, PRECISION)  # (BLOCK_M, BLOCK_N) fp32
         if MASK:
-            keep = mask_n[None, :]
+            keep = (offs_n < T)[None, :]
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= offs_n[None, :])
             qk = tl.where(keep, qk * qk_scale, float("-inf"))
@@ -103,11 +162,7 @@ def _attn_fwd_inner(
         alpha = tl.math.exp2(m_i - m_ij)  # rescales what was accumulated under the old max
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
-        v = tl.load(
-            _tile(v_base, start_n, stride_vt, BLOCK_N, HEAD_DIM, False, LONG),
-            mask=mask_n[:, None],
-            other=0.0,
-        )
+        v = _load_rows(v_src, start_n, stride_vt, T, BLOCK_N, HEAD_DIM, False, LONG, TMA)
         acc = _dot(p.to(v.dtype), v, acc, DOT_FP32, PRECISION)
         m_i = m_ij
     return acc, l_i, m_i
@@ -138,6 +193,7 @@ def _attn_fwd_kernel(
     qk_scale,
     HEAD_DIM: tl.constexpr,
     LONG: tl.constexpr,
+    TMA: tl.constexpr,
     CAUSAL: tl.constexpr,
     DOT_FP32: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -146,24 +202,22 @@ def _attn_fwd_kernel(
 ):
     """One program: BLOCK_M queries of one (batch, head). Grid: (cdiv(T, BLOCK_M), nh, B).
 
-    ``T_BUCKET`` (T rounded up to a power of two) is unused here: it is the autotuning key."""
+    ``T_BUCKET`` (T rounded up to a power of two) is unused here: it is the autotuning key.
+    ``TMA``: Q, K, V and O through tensor descriptors (:func:`_head`) instead of pointers."""
     # Causal: run the longest rows first.
     start_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
     off_h = tl.program_id(1).to(tl.int64)
     off_b = tl.program_id(2).to(tl.int64)
-    q_base = Q + off_b * stride_qb + off_h * stride_qh
-    k_base = K + off_b * stride_kb + off_h * stride_kh
-    v_base = V + off_b * stride_vb + off_h * stride_vh
-    o_base = Out + off_b * stride_ob + off_h * stride_oh
+    q_src = _head(Q + off_b * stride_qb + off_h * stride_qh, stride_qt, T, BLOCK_M, HEAD_DIM, TMA)
+    k_src = _head(K + off_b * stride_kb + off_h * stride_kh, stride_kt, T, BLOCK_N, HEAD_DIM, TMA)
+    v_src = _head(V + off_b * stride_vb + off_h * stride_vh, stride_vt, T, BLOCK_N, HEAD_DIM, TMA)
+    o_dst = _head(Out + off_b * stride_ob + off_h * stride_oh, stride_ot, T, BLOCK_M, HEAD_DIM, TMA)
     lse_base = LSE + (off_b * H + off_h) * T
 
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < T
-    q = tl.load(
-        _tile(q_base, start_m * BLOCK_M, stride_qt, BLOCK_M, HEAD_DIM, False, LONG),
-        mask=mask_m[:, None],
-        other=0.0,
-    )  # (BLOCK_M, hs), stays in registers for the whole sweep
+    # (BLOCK_M, hs), stays in registers for the whole sweep
+    q = _load_rows(q_src, start_m * BLOCK_M, stride_qt, T, BLOCK_M, HEAD_DIM, False, LONG, TMA)
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)  # running max (base-2 units)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)  # running sum of exp2(s - m)
@@ -172,36 +226,33 @@ def _attn_fwd_kernel(
     if CAUSAL:
         # Stage 1: key blocks fully below the diagonal -- no mask at all.
         acc, l_i, m_i = _attn_fwd_inner(
-            acc, l_i, m_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, T, qk_scale,
+            acc, l_i, m_i, q, k_src, v_src, stride_kt, stride_vt, offs_m, T, qk_scale,
             0, start_m * BLOCK_M,
-            HEAD_DIM, LONG, BLOCK_N, False, CAUSAL, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, TMA, BLOCK_N, False, CAUSAL, DOT_FP32, PRECISION,
         )  # fmt: skip
         # Stage 2: the diagonal block(s), causal mask plus the sequence tail.
         acc, l_i, m_i = _attn_fwd_inner(
-            acc, l_i, m_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, T, qk_scale,
+            acc, l_i, m_i, q, k_src, v_src, stride_kt, stride_vt, offs_m, T, qk_scale,
             start_m * BLOCK_M, tl.minimum((start_m + 1) * BLOCK_M, T),
-            HEAD_DIM, LONG, BLOCK_N, True, CAUSAL, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, TMA, BLOCK_N, True, CAUSAL, DOT_FP32, PRECISION,
         )  # fmt: skip
     else:
         t_full = (T // BLOCK_N) * BLOCK_N
         acc, l_i, m_i = _attn_fwd_inner(
-            acc, l_i, m_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, T, qk_scale,
+            acc, l_i, m_i, q, k_src, v_src, stride_kt, stride_vt, offs_m, T, qk_scale,
             0, t_full,
-            HEAD_DIM, LONG, BLOCK_N, False, CAUSAL, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, TMA, BLOCK_N, False, CAUSAL, DOT_FP32, PRECISION,
         )  # fmt: skip
         acc, l_i, m_i = _attn_fwd_inner(
-            acc, l_i, m_i, q, k_base, v_base, stride_kt, stride_vt, offs_m, T, qk_scale,
+            acc, l_i, m_i, q, k_src, v_src, stride_kt, stride_vt, offs_m, T, qk_scale,
             t_full, T,
-            HEAD_DIM, LONG, BLOCK_N, True, CAUSAL, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, TMA, BLOCK_N, True, CAUSAL, DOT_FP32, PRECISION,
         )  # fmt: skip
 
     acc = acc / l_i[:, None]
     tl.store(lse_base + offs_m, m_i + tl.math.log2(l_i), mask=mask_m)
-    tl.store(
-        _tile(o_base, start_m * BLOCK_M, stride_ot, BLOCK_M, HEAD_DIM, False, LONG),
-        acc.to(Out.dtype.element_ty),
-        mask=mask_m[:, None],
-    )
+    _store_rows(o_dst, start_m * BLOCK_M, stride_ot, T, acc.to(Out.dtype.element_ty),
+                BLOCK_M, HEAD_DIM, LONG, TMA)  # fmt: skip
 
 
 @triton.jit
@@ -248,8 +299,8 @@ def _attn_bwd_dkdv_inner(
     dv,
     k,
     v,
-    q_base,
-    do_base,
+    q_src,
+    do_src,
     dq_base,
     lse_base,
     delta_base,
@@ -263,6 +314,7 @@ def _attn_bwd_dkdv_inner(
     hi,
     HEAD_DIM: tl.constexpr,
     LONG: tl.constexpr,
+    TMA: tl.constexpr,
     BLOCK_M: tl.constexpr,
     MASK: tl.constexpr,
     KEY_TAIL: tl.constexpr,
@@ -281,11 +333,7 @@ def _attn_bwd_dkdv_inner(
         mask_m = offs_m < T
         # Queries past T load as zeros (and lse = delta = 0): pT = 1 there, but both dV (x dO = 0)
         # and dK (x q = 0) receive exactly zero from them, so no tail mask is needed.
-        q = tl.load(
-            _tile(q_base, start_m, stride_qt, BLOCK_M, HEAD_DIM, False, LONG),
-            mask=mask_m[:, None],
-            other=0.0,
-        )
+        q = _load_rows(q_src, start_m, stride_qt, T, BLOCK_M, HEAD_DIM, False, LONG, TMA)
         lse = tl.load(lse_base + offs_m, mask=mask_m, other=0.0)
         qkT = _dot(k, tl.trans(q), None, DOT_FP32, PRECISION)  # (BLOCK_N, BLOCK_M)
         # Unmasked blocks hold real scores only, s - lse <= 0: no clamp. In the boundary blocks
@@ -297,17 +345,15 @@ def _attn_bwd_dkdv_inner(
             pT = tl.math.exp2(qkT * qk_scale - lse[None, :])
         if MASK:
             pT = tl.where(offs_m[None, :] >= offs_n[:, None], pT, 0.0)
-        do = tl.load(
-            _tile(do_base, start_m, stride_dot, BLOCK_M, HEAD_DIM, False, LONG),
-            mask=mask_m[:, None],
-            other=0.0,
-        )
+        do = _load_rows(do_src, start_m, stride_dot, T, BLOCK_M, HEAD_DIM, False, LONG, TMA)
         dv = _dot(pT.to(do.dtype), do, dv, DOT_FP32, PRECISION)  # dV += P^T dO
         delta = tl.load(delta_base + offs_m, mask=mask_m, other=0.0)
         dpT = _dot(v, tl.trans(do), None, DOT_FP32, PRECISION)  # (dO V^T)^T
         dsT = (pT * (dpT - delta[None, :])).to(q.dtype)  # softmax backward: dS = P * (dP - delta)
         dk = _dot(dsT, q, dk, DOT_FP32, PRECISION)  # dK += dS^T Q (scale later)
         if FUSED_DQ:
+            # Pointer atomics in both variants: a descriptor's reduce-add (TMA) has no
+            # interpreter implementation in triton 3.9, so it could not be tested here.
             dq = _dot(tl.trans(dsT), k, None, DOT_FP32, PRECISION)  # (BLOCK_M, hs): dS K
             tl.atomic_add(
                 _tile(dq_base, start_m, stride_dqt, BLOCK_M, HEAD_DIM, False, LONG),
@@ -354,6 +400,7 @@ def _attn_bwd_dkdv_kernel(
     qk_scale,
     HEAD_DIM: tl.constexpr,
     LONG: tl.constexpr,
+    TMA: tl.constexpr,
     CAUSAL: tl.constexpr,
     FUSED_DQ: tl.constexpr,
     DOT_FP32: tl.constexpr,
@@ -362,29 +409,26 @@ def _attn_bwd_dkdv_kernel(
     BLOCK_N: tl.constexpr,
 ):
     """One program: dK and dV for BLOCK_N keys of one (batch, head); with ``FUSED_DQ`` also
-    this block's share of dQ, atomically added to the fp32 ``DQ_ACC`` (unscaled)."""
+    this block's share of dQ, atomically added to the fp32 ``DQ_ACC`` (unscaled). ``TMA``:
+    Q, K, V, dO, dK and dV through tensor descriptors (``DQ_ACC`` keeps pointer atomics)."""
     start_n = tl.program_id(0)
     off_h = tl.program_id(1).to(tl.int64)
     off_b = tl.program_id(2).to(tl.int64)
-    q_base = Q + off_b * stride_qb + off_h * stride_qh
-    do_base = DO + off_b * stride_dob + off_h * stride_doh
+    q_src = _head(Q + off_b * stride_qb + off_h * stride_qh, stride_qt, T, BLOCK_M, HEAD_DIM, TMA)
+    do_src = _head(DO + off_b * stride_dob + off_h * stride_doh, stride_dot, T, BLOCK_M,
+                   HEAD_DIM, TMA)  # fmt: skip
     dq_base = DQ_ACC + off_b * stride_ab + off_h * stride_ah
     lse_base = LSE + (off_b * H + off_h) * T
     delta_base = DELTA + (off_b * H + off_h) * T
 
     offs_n = start_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask_n = offs_n < T
-    k = tl.load(
-        _tile(K + off_b * stride_kb + off_h * stride_kh, start_n * BLOCK_N, stride_kt,
-              BLOCK_N, HEAD_DIM, False, LONG),
-        mask=mask_n[:, None],
-        other=0.0,
+    k = _load_rows(
+        _head(K + off_b * stride_kb + off_h * stride_kh, stride_kt, T, BLOCK_N, HEAD_DIM, TMA),
+        start_n * BLOCK_N, stride_kt, T, BLOCK_N, HEAD_DIM, False, LONG, TMA,
     )  # fmt: skip
-    v = tl.load(
-        _tile(V + off_b * stride_vb + off_h * stride_vh, start_n * BLOCK_N, stride_vt,
-              BLOCK_N, HEAD_DIM, False, LONG),
-        mask=mask_n[:, None],
-        other=0.0,
+    v = _load_rows(
+        _head(V + off_b * stride_vb + off_h * stride_vh, stride_vt, T, BLOCK_N, HEAD_DIM, TMA),
+        start_n * BLOCK_N, stride_vt, T, BLOCK_N, HEAD_DIM, False, LONG, TMA,
     )  # fmt: skip
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
@@ -394,39 +438,41 @@ def _attn_bwd_dkdv_kernel(
         # Diagonal query blocks (masked), then every query block below them (unmasked). Keys
         # past T are masked for every real query by the causal mask itself.
         dk, dv = _attn_bwd_dkdv_inner(
-            dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base,
+            dk, dv, k, v, q_src, do_src, dq_base, lse_base, delta_base,
             stride_qt, stride_dot, stride_at, offs_n, T, qk_scale,
             lo, tl.minimum(lo + BLOCK_N, T),
-            HEAD_DIM, LONG, BLOCK_M, True, False, FUSED_DQ, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, TMA, BLOCK_M, True, False, FUSED_DQ, DOT_FP32, PRECISION,
         )  # fmt: skip
         dk, dv = _attn_bwd_dkdv_inner(
-            dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base,
+            dk, dv, k, v, q_src, do_src, dq_base, lse_base, delta_base,
             stride_qt, stride_dot, stride_at, offs_n, T, qk_scale,
             lo + BLOCK_N, T,
-            HEAD_DIM, LONG, BLOCK_M, False, False, FUSED_DQ, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, TMA, BLOCK_M, False, False, FUSED_DQ, DOT_FP32, PRECISION,
         )  # fmt: skip
     elif (start_n + 1) * BLOCK_N > T:
         # The last key block runs past T: its zero-loaded keys get P = exp2(-lse), which
         # overflows for rows of very negative scores; dK/dV rows past T are never stored, but
         # in the single pass their dS reaches dQ (inf * 0 = NaN), so P is clamped here.
         dk, dv = _attn_bwd_dkdv_inner(
-            dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base,
+            dk, dv, k, v, q_src, do_src, dq_base, lse_base, delta_base,
             stride_qt, stride_dot, stride_at, offs_n, T, qk_scale,
             0, T,
-            HEAD_DIM, LONG, BLOCK_M, False, True, FUSED_DQ, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, TMA, BLOCK_M, False, True, FUSED_DQ, DOT_FP32, PRECISION,
         )  # fmt: skip
     else:
         dk, dv = _attn_bwd_dkdv_inner(
-            dk, dv, k, v, q_base, do_base, dq_base, lse_base, delta_base,
+            dk, dv, k, v, q_src, do_src, dq_base, lse_base, delta_base,
             stride_qt, stride_dot, stride_at, offs_n, T, qk_scale,
             0, T,
-            HEAD_DIM, LONG, BLOCK_M, False, False, FUSED_DQ, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, TMA, BLOCK_M, False, False, FUSED_DQ, DOT_FP32, PRECISION,
         )  # fmt: skip
 
-    g_base = off_b * stride_gb + off_h * stride_gh
-    g_ptrs = _tile(g_base, start_n * BLOCK_N, stride_gt, BLOCK_N, HEAD_DIM, False, LONG)
-    tl.store(DV + g_ptrs, dv.to(DV.dtype.element_ty), mask=mask_n[:, None])
-    tl.store(DK + g_ptrs, (dk * sm_scale).to(DK.dtype.element_ty), mask=mask_n[:, None])
+    g_off = off_b * stride_gb + off_h * stride_gh
+    _store_rows(_head(DV + g_off, stride_gt, T, BLOCK_N, HEAD_DIM, TMA), start_n * BLOCK_N,
+                stride_gt, T, dv.to(DV.dtype.element_ty), BLOCK_N, HEAD_DIM, LONG, TMA)  # fmt: skip
+    _store_rows(_head(DK + g_off, stride_gt, T, BLOCK_N, HEAD_DIM, TMA), start_n * BLOCK_N,
+                stride_gt, T, (dk * sm_scale).to(DK.dtype.element_ty), BLOCK_N, HEAD_DIM, LONG,
+                TMA)  # fmt: skip
 
 
 @triton.jit
@@ -436,8 +482,8 @@ def _attn_bwd_dq_inner(
     do,
     lse,
     delta,
-    k_base,
-    v_base,
+    k_src,
+    v_src,
     stride_kt,
     stride_vt,
     offs_m,
@@ -447,6 +493,7 @@ def _attn_bwd_dq_inner(
     hi,
     HEAD_DIM: tl.constexpr,
     LONG: tl.constexpr,
+    TMA: tl.constexpr,
     BLOCK_N: tl.constexpr,
     MASK: tl.constexpr,
     KEY_TAIL: tl.constexpr,
@@ -458,17 +505,8 @@ def _attn_bwd_dq_inner(
     for start_n in range(lo, hi, BLOCK_N):
         start_n = tl.multiple_of(start_n, BLOCK_N)
         offs_n = start_n + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < T
-        kT = tl.load(
-            _tile(k_base, start_n, stride_kt, BLOCK_N, HEAD_DIM, True, LONG),
-            mask=mask_n[None, :],
-            other=0.0,
-        )  # (hs, BLOCK_N)
-        vT = tl.load(
-            _tile(v_base, start_n, stride_vt, BLOCK_N, HEAD_DIM, True, LONG),
-            mask=mask_n[None, :],
-            other=0.0,
-        )
+        kT = _load_rows(k_src, start_n, stride_kt, T, BLOCK_N, HEAD_DIM, True, LONG, TMA)
+        vT = _load_rows(v_src, start_n, stride_vt, T, BLOCK_N, HEAD_DIM, True, LONG, TMA)
         qk = _dot(q, kT, None, DOT_FP32, PRECISION)
         # P = exp2(s - lse) <= 1 for every real score: no clamp in unmasked blocks. In the
         # boundary blocks, entries that are thrown away -- keys after the query, zero-loaded
@@ -517,33 +555,31 @@ def _attn_bwd_dq_kernel(
     qk_scale,
     HEAD_DIM: tl.constexpr,
     LONG: tl.constexpr,
+    TMA: tl.constexpr,
     CAUSAL: tl.constexpr,
     DOT_FP32: tl.constexpr,
     PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    """One program: dQ for BLOCK_M queries of one (batch, head)."""
+    """One program: dQ for BLOCK_M queries of one (batch, head); ``TMA``: Q, K, V, dO and dQ
+    through tensor descriptors."""
     # Causal: run the longest rows first.
     start_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
     off_h = tl.program_id(1).to(tl.int64)
     off_b = tl.program_id(2).to(tl.int64)
-    k_base = K + off_b * stride_kb + off_h * stride_kh
-    v_base = V + off_b * stride_vb + off_h * stride_vh
+    k_src = _head(K + off_b * stride_kb + off_h * stride_kh, stride_kt, T, BLOCK_N, HEAD_DIM, TMA)
+    v_src = _head(V + off_b * stride_vb + off_h * stride_vh, stride_vt, T, BLOCK_N, HEAD_DIM, TMA)
 
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < T
-    q = tl.load(
-        _tile(Q + off_b * stride_qb + off_h * stride_qh, start_m * BLOCK_M, stride_qt,
-              BLOCK_M, HEAD_DIM, False, LONG),
-        mask=mask_m[:, None],
-        other=0.0,
+    q = _load_rows(
+        _head(Q + off_b * stride_qb + off_h * stride_qh, stride_qt, T, BLOCK_M, HEAD_DIM, TMA),
+        start_m * BLOCK_M, stride_qt, T, BLOCK_M, HEAD_DIM, False, LONG, TMA,
     )  # fmt: skip
-    do = tl.load(
-        _tile(DO + off_b * stride_dob + off_h * stride_doh, start_m * BLOCK_M, stride_dot,
-              BLOCK_M, HEAD_DIM, False, LONG),
-        mask=mask_m[:, None],
-        other=0.0,
+    do = _load_rows(
+        _head(DO + off_b * stride_dob + off_h * stride_doh, stride_dot, T, BLOCK_M, HEAD_DIM, TMA),
+        start_m * BLOCK_M, stride_dot, T, BLOCK_M, HEAD_DIM, False, LONG, TMA,
     )  # fmt: skip
     lse = tl.load(LSE + (off_b * H + off_h) * T + offs_m, mask=mask_m, other=0.0)
     delta = tl.load(DELTA + (off_b * H + off_h) * T + offs_m, mask=mask_m, other=0.0)
@@ -551,29 +587,29 @@ def _attn_bwd_dq_kernel(
 
     if CAUSAL:
         dq = _attn_bwd_dq_inner(
-            dq, q, do, lse, delta, k_base, v_base, stride_kt, stride_vt, offs_m, T,
+            dq, q, do, lse, delta, k_src, v_src, stride_kt, stride_vt, offs_m, T,
             qk_scale, 0, start_m * BLOCK_M,
-            HEAD_DIM, LONG, BLOCK_N, False, False, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, TMA, BLOCK_N, False, False, DOT_FP32, PRECISION,
         )  # fmt: skip
         # Diagonal blocks: keys past T sit after every real query, so the causal mask drops them.
         dq = _attn_bwd_dq_inner(
-            dq, q, do, lse, delta, k_base, v_base, stride_kt, stride_vt, offs_m, T,
+            dq, q, do, lse, delta, k_src, v_src, stride_kt, stride_vt, offs_m, T,
             qk_scale, start_m * BLOCK_M, tl.minimum((start_m + 1) * BLOCK_M, T),
-            HEAD_DIM, LONG, BLOCK_N, True, False, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, TMA, BLOCK_N, True, False, DOT_FP32, PRECISION,
         )  # fmt: skip
     else:
         t_full = (T // BLOCK_N) * BLOCK_N
         dq = _attn_bwd_dq_inner(
-            dq, q, do, lse, delta, k_base, v_base, stride_kt, stride_vt, offs_m, T,
+            dq, q, do, lse, delta, k_src, v_src, stride_kt, stride_vt, offs_m, T,
             qk_scale, 0, t_full,
-            HEAD_DIM, LONG, BLOCK_N, False, False, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, TMA, BLOCK_N, False, False, DOT_FP32, PRECISION,
         )  # fmt: skip
         dq = _attn_bwd_dq_inner(
-            dq, q, do, lse, delta, k_base, v_base, stride_kt, stride_vt, offs_m, T,
+            dq, q, do, lse, delta, k_src, v_src, stride_kt, stride_vt, offs_m, T,
             qk_scale, t_full, T,
-            HEAD_DIM, LONG, BLOCK_N, False, True, DOT_FP32, PRECISION,
+            HEAD_DIM, LONG, TMA, BLOCK_N, False, True, DOT_FP32, PRECISION,
         )  # fmt: skip
 
-    g_base = off_b * stride_gb + off_h * stride_gh
-    g_ptrs = _tile(g_base, start_m * BLOCK_M, stride_gt, BLOCK_M, HEAD_DIM, False, LONG)
-    tl.store(DQ + g_ptrs, (dq * sm_scale).to(DQ.dtype.element_ty), mask=mask_m[:, None])
+    dq_dst = _head(DQ + off_b * stride_gb + off_h * stride_gh, stride_gt, T, BLOCK_M, HEAD_DIM, TMA)
+    _store_rows(dq_dst, start_m * BLOCK_M, stride_gt, T, (dq * sm_scale).to(DQ.dtype.element_ty),
+                BLOCK_M, HEAD_DIM, LONG, TMA)  # fmt: skip
