@@ -244,8 +244,43 @@ class Packer:
         ``skipped_files``, ``documents_in``, ``bytes_in``, ``invalid_records``, ``removed``,
         ``removed_bytes``, ``redactions``, ``redacted_documents``, ``train``, ``valid`` (each
         ``{"documents", "bytes", "resumed_documents", "tokens", "shards"}``)."""
+    def add_prepared(self, files: Sequence[tuple[str | os.PathLike[str], bytes]]) -> None:
+        """Feed prepared files (:func:`prepare_file`) in order, ``(path, key)`` pairs: their
+        documents go through this packer's decisions and writer as if the input files were
+        read here. A damaged or stale file is an ``OSError`` naming it."""
     def abort(self) -> None:
         """Stop after an error; unfinished shards stay ``.tmp`` files."""
+
+def prepare_file(
+    out: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    name: str | None,
+    key: bytes,
+    encoder: Encoder,
+    eot_id: int,
+    fingerprint: bytes,
+    *,
+    num_threads: int,
+    filters: dict[str, object] | None,
+    exact_dedup: bool,
+    near_threshold: float | None,
+    near_num_perm: int,
+    near_ngram: int,
+    redact: bool,
+    valid_fraction: float,
+    text_field: str,
+    batch_bytes: int,
+    strict: bool,
+) -> dict[str, object]:
+    """Run the packer's per-document stages (filters, dedup key, MinHash signature, split,
+    redaction, tokenization) on the input file ``path`` and write them to ``out`` (not
+    atomically: write a temporary path and rename it), stamped with the 32-byte ``key``.
+    Returns the reading summary: ``files``, ``documents_in``, ``bytes_in``,
+    ``invalid_records``, ``skipped_files``, ``encoded_documents``, ``encoded_tokens``."""
+
+def check_prepared(path: str | os.PathLike[str], key: bytes) -> dict[str, object]:
+    """The summary of a prepared file made with ``key``; ``OSError`` (naming it) when it is
+    damaged, truncated, of another format version or made with another key."""
 
 def redact(text: str) -> tuple[str, dict[str, int]]: ...
 def redaction_spans(text: str) -> list[tuple[int, int, str]]:

@@ -46,16 +46,13 @@ use std::thread::JoinHandle;
 
 use rayon::ThreadPool;
 
-use crate::clean::filters::Cleaner;
-use crate::clean::neardup::MinHasher;
-use crate::clean::redact::Redactor;
 use crate::corpus::read::Record;
 use crate::corpus::scan::{self, Input, Options, Progress};
 use crate::error::{Context, Error, Result};
 use crate::pack::config::{OnShard, PackConfig, PackReport, SplitReport, Tokenize};
-use crate::pack::shard::token_bytes_for;
+use crate::pack::prepared;
 use crate::pack::stages::{
-    decide, run_caught, write, DeciderReport, Prepared, Shared, StageA, StageB, Staged, Tokenized,
+    decide, run_caught, stages, write, DeciderReport, Prepared, Shared, StageA, Staged, Tokenized,
     WriterReport,
 };
 use crate::parallel::{self, Tickets};
@@ -96,18 +93,8 @@ impl Packer {
         // The writer returns a ticket per batch written; when it is gone, taking fails.
         let (tickets, ticket_return) = Tickets::new(in_flight);
         let shared = Arc::new(Shared::default());
-        let stage_a = Arc::new(StageA {
-            cleaner: Cleaner::new(config.clean.clone()),
-            hasher: config.near_dedup.as_ref().map(MinHasher::new),
-            exact: config.exact_dedup,
-            valid_fraction: config.valid_fraction,
-        });
-        let stage_b = Arc::new(StageB {
-            redactor: config.redact.then(Redactor::new),
-            tokenize,
-            eot_id: config.eot_id,
-            token_bytes: token_bytes_for(config.vocab_size),
-        });
+        let (stage_a, stage_b) = stages(&config, tokenize);
+        let (stage_a, stage_b) = (Arc::new(stage_a), Arc::new(stage_b));
         let (tx_a, rx_a) = channel::<Staged<Prepared>>();
         let (tx_b, rx_b) = channel::<Staged<Tokenized>>();
         let decider = {
@@ -231,6 +218,39 @@ impl Packer {
             name: name.map(str::to_string),
         };
         self.add_files(&[input], &mut |_, _| true)
+    }
+
+    /// Feed a prepared file (`prepared.rs`: one input file's documents after stages A and B,
+    /// made with settings `key`): its documents go through this packer's decider and writer
+    /// in order, as if the input file were read here, and its reading summary is added to
+    /// the report. A damaged or stale file is an error naming it (nothing of it is fed).
+    pub fn add_prepared(&mut self, path: &Path, key: &[u8; 32]) -> Result<()> {
+        self.check()?;
+        // Earlier records first: the output follows the order of the calls.
+        self.submit();
+        let loaded = prepared::load(path, key)?;
+        let s = &loaded.summary;
+        self.report.files += s.files;
+        self.report.documents_in += s.documents_in;
+        self.report.bytes_in += s.bytes_in;
+        self.report.invalid_records += s.invalid_records;
+        self.report
+            .skipped_files
+            .extend(s.skipped_files.iter().cloned());
+        self.progress.add(s.documents_in, s.bytes_in);
+        let batch_bytes = self.config.batch_bytes;
+        loaded.docs(batch_bytes, |docs| self.submit_prepared(docs));
+        self.check()
+    }
+
+    fn submit_prepared(&mut self, docs: Vec<Prepared>) {
+        if self.shared.failed() || self.tickets.take().is_err() {
+            return;
+        }
+        let idx = self.next_idx;
+        self.next_idx += 1;
+        let tx = self.tx_a.as_ref().expect("packer already finished");
+        let _ = tx.send((idx, Ok(docs)));
     }
 
     /// Feed records produced elsewhere (Parquet, Hugging Face datasets, Python iterables).

@@ -1,0 +1,441 @@
+//! Prepared files: the per-document work of the packer done ahead of time for one input file
+//! (packing on Ray, `codekiln.distributed.pack`), so that a [`Packer`](crate::pack::Packer)
+//! elsewhere only takes the ordered decisions and writes the shards.
+//!
+//! [`prepare`] runs stage A (filters, exact key, MinHash signature, split) and, for every
+//! document the filters keep, stage B (redaction, tokenization, serialization) — the same
+//! code the packer runs (`stages.rs`) — and writes one record per document;
+//! [`Packer::add_prepared`](crate::pack::Packer::add_prepared) feeds those records to the
+//! packer's own decider and writer threads, so the shards and report are those of packing
+//! the input file directly. Duplicates are tokenized too (the decider has not seen them
+//! yet): the price of doing stage B where the input is.
+//!
+//! ```text
+//! header   "CKPREP\0\n", u32 version, [u8; 32] settings key
+//! records  u8 1, u64 source bytes, u8 reject (0 = kept by the filters, else 1 + index in
+//!          Reason::ALL), u8 split; kept only: u128 exact key, u32 n, n x u32 signature,
+//!          u64 tokens, u64 m, m bytes (the shard layout), u8 k, k x (u8 kind, u64 count)
+//! end      u8 0, u32 n, n bytes of JSON (the reading summary: files, documents, bytes,
+//!          invalid records, skipped files)
+//! checksum SHA-256 of everything before it
+//! ```
+//!
+//! All integers little-endian. The settings key is chosen by the caller (the Python side
+//! hashes the tokenizer fingerprint, the output settings and the input file's identity): a
+//! file made with another key is stale and rejected, as is a damaged one.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::clean::filters::Reason;
+use crate::clean::redact::{Counts, Kind};
+use crate::corpus::read::Record;
+use crate::corpus::scan::{self, Input, Options, Progress};
+use crate::error::{Context, Error, Result};
+use crate::pack::config::{PackConfig, Tokenize};
+use crate::pack::split::Split;
+use crate::pack::stages::{stages, Body, Encoded, Prepared};
+use crate::parallel;
+
+pub const MAGIC: &[u8; 8] = b"CKPREP\0\n";
+pub const VERSION: u32 = 1;
+const HEADER: usize = 8 + 4 + 32;
+
+/// What reading one input found (the packer's report adds these up).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrepSummary {
+    pub files: u64,
+    pub documents_in: u64,
+    pub bytes_in: u64,
+    pub invalid_records: u64,
+    pub skipped_files: Vec<(String, String)>,
+    /// Documents the filters kept, so redacted and tokenized here (duplicates included).
+    pub encoded_documents: u64,
+    /// Their tokens (separators included).
+    pub encoded_tokens: u64,
+}
+
+impl PrepSummary {
+    fn to_json(&self) -> String {
+        serde_json::json!({
+            "files": self.files,
+            "documents_in": self.documents_in,
+            "bytes_in": self.bytes_in,
+            "invalid_records": self.invalid_records,
+            "skipped_files": self.skipped_files,
+            "encoded_documents": self.encoded_documents,
+            "encoded_tokens": self.encoded_tokens,
+        })
+        .to_string()
+    }
+
+    fn from_json(b: &[u8]) -> Option<PrepSummary> {
+        let v: serde_json::Value = serde_json::from_slice(b).ok()?;
+        let n = |k: &str| v.get(k)?.as_u64();
+        let skipped = v
+            .get("skipped_files")?
+            .as_array()?
+            .iter()
+            .map(|p| {
+                let p = p.as_array()?;
+                Some((
+                    p.first()?.as_str()?.to_string(),
+                    p.get(1)?.as_str()?.to_string(),
+                ))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(PrepSummary {
+            files: n("files")?,
+            documents_in: n("documents_in")?,
+            bytes_in: n("bytes_in")?,
+            invalid_records: n("invalid_records")?,
+            skipped_files: skipped,
+            encoded_documents: n("encoded_documents")?,
+            encoded_tokens: n("encoded_tokens")?,
+        })
+    }
+}
+
+/// Writes records, hashing them as they go.
+struct Writer {
+    out: BufWriter<File>,
+    hash: Sha256,
+}
+
+impl Writer {
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.hash.update(b);
+        self.out.write_all(b)
+    }
+
+    fn doc(&mut self, p: &Prepared, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        buf.clear();
+        buf.push(1);
+        buf.extend_from_slice(&p.bytes.to_le_bytes());
+        let reject = p.reject.map_or(0, |r| {
+            1 + Reason::ALL.iter().position(|x| *x == r).expect("a reason") as u8
+        });
+        buf.push(reject);
+        buf.push(p.split as u8);
+        if let Body::Done(e) = &p.body {
+            buf.extend_from_slice(&p.key.to_le_bytes());
+            buf.extend_from_slice(&(p.sig.len() as u32).to_le_bytes());
+            for x in &p.sig {
+                buf.extend_from_slice(&x.to_le_bytes());
+            }
+            buf.extend_from_slice(&e.tokens.to_le_bytes());
+            buf.extend_from_slice(&(e.bytes.len() as u64).to_le_bytes());
+            buf.extend_from_slice(&e.bytes);
+            let found: Vec<(usize, u64)> = e
+                .redactions
+                .0
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(i, c)| (i, *c))
+                .collect();
+            buf.push(found.len() as u8);
+            for (i, c) in found {
+                buf.push(i as u8);
+                buf.extend_from_slice(&c.to_le_bytes());
+            }
+        }
+        self.put(buf)
+    }
+}
+
+/// Prepare one input file into `out` (not atomic: the caller writes to a temporary path and
+/// renames it). `num_threads` of `cfg` threads share the reading and the batches; the file is
+/// the same for any thread count. A damaged input is skipped and listed in the summary, or an
+/// error with `cfg.strict`, exactly as when packing it directly.
+pub fn prepare(
+    cfg: &PackConfig,
+    tokenize: Tokenize,
+    input: &Input,
+    key: &[u8; 32],
+    out: &Path,
+) -> Result<PrepSummary> {
+    let pool = parallel::pool(cfg.num_threads);
+    let (stage_a, stage_b) = stages(cfg, tokenize);
+    let file = File::create(out).at(out)?;
+    let mut w = Writer {
+        out: BufWriter::with_capacity(1 << 20, file),
+        hash: Sha256::new(),
+    };
+    let mut head = MAGIC.to_vec();
+    head.extend_from_slice(&VERSION.to_le_bytes());
+    head.extend_from_slice(key);
+    w.put(&head).at(out)?;
+
+    let mut summary = PrepSummary::default();
+    // Batches of about `batch_bytes`, worked `2 * threads` at a time (in parallel on the pool
+    // the reader runs on) and written in order.
+    let group = 2 * pool.current_num_threads();
+    let mut batches: Vec<Vec<Record>> = Vec::new();
+    let (mut batch, mut size) = (Vec::new(), 0usize);
+    let mut failure: Option<Error> = None;
+    let mut buf = Vec::new();
+    let mut flush = |batches: &mut Vec<Vec<Record>>,
+                     summary: &mut PrepSummary,
+                     w: &mut Writer|
+     -> std::io::Result<()> {
+        let worked: Vec<Vec<Prepared>> = std::mem::take(batches)
+            .into_par_iter()
+            .map(|records| {
+                let mut ids = Vec::new();
+                let mut docs = stage_a.run(records);
+                for p in docs.iter_mut() {
+                    if p.reject.is_none() {
+                        if let Body::Text(t) =
+                            std::mem::replace(&mut p.body, Body::Text(String::new()))
+                        {
+                            p.body = Body::Done(stage_b.encode(t, &mut ids));
+                        }
+                    }
+                }
+                docs
+            })
+            .collect();
+        for p in worked.iter().flatten() {
+            if let Body::Done(e) = &p.body {
+                summary.encoded_documents += 1;
+                summary.encoded_tokens += e.tokens;
+            }
+            w.doc(p, &mut buf)?;
+        }
+        Ok(())
+    };
+    let opts = Options {
+        text_field: cfg.text_field.clone(),
+        with_meta: true,
+        strict: cfg.strict,
+    };
+    let progress = Progress::default();
+    let files = {
+        scan::read_files(
+            &pool,
+            std::slice::from_ref(input),
+            &opts,
+            &progress,
+            &mut [|rec: Record| {
+                summary.documents_in += 1;
+                summary.bytes_in += rec.text.len() as u64;
+                size += rec.text.len() + 64;
+                batch.push(rec);
+                if size >= cfg.batch_bytes {
+                    batches.push(std::mem::take(&mut batch));
+                    size = 0;
+                    if batches.len() >= group {
+                        if let Err(e) = flush(&mut batches, &mut summary, &mut w) {
+                            failure = Some(Error::from(e).at(out));
+                            return false;
+                        }
+                    }
+                }
+                true
+            }],
+            &mut |_| true,
+        )
+    }?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    pool.install(|| flush(&mut batches, &mut summary, &mut w))
+        .at(out)?;
+    summary.files = files.files;
+    summary.invalid_records = files.skipped_documents;
+    summary.skipped_files = files.skipped_files;
+    let json = summary.to_json();
+    let mut tail = vec![0u8];
+    tail.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    tail.extend_from_slice(json.as_bytes());
+    w.put(&tail).at(out)?;
+    let digest = w.hash.finalize_reset();
+    w.out.write_all(&digest).at(out)?;
+    w.out.flush().at(out)?;
+    Ok(summary)
+}
+
+/// A prepared file read into memory and checked (magic, version, settings key, checksum);
+/// [`Loaded::docs`] decodes its records.
+pub struct Loaded {
+    data: Vec<u8>,
+    body_end: usize,
+    pub summary: PrepSummary,
+}
+
+fn damaged(what: &str) -> Error {
+    Error::invalid_data(format!(
+        "not a valid prepared file ({what}); delete it to redo it"
+    ))
+}
+
+/// Read and check `path`, made with settings `key`.
+pub fn load(path: &Path, key: &[u8; 32]) -> Result<Loaded> {
+    let data = std::fs::read(path).at(path)?;
+    let check = || -> Result<Loaded> {
+        if data.len() < HEADER + 1 + 4 + 32 || &data[..8] != MAGIC {
+            return Err(damaged("no prepared-file header"));
+        }
+        let version = u32::from_le_bytes(data[8..12].try_into().unwrap());
+        if version != VERSION {
+            return Err(damaged(&format!(
+                "format version {version}, this codekiln reads {VERSION}"
+            )));
+        }
+        let (body, digest) = data.split_at(data.len() - 32);
+        if Sha256::digest(body).as_slice() != digest {
+            return Err(damaged("checksum mismatch: truncated or corrupt"));
+        }
+        if &data[12..HEADER] != key {
+            return Err(Error::invalid_data(
+                "prepared for other inputs, settings or tokenizer (stale); delete it to redo it",
+            ));
+        }
+        // The summary sits at the end: find it by walking the records once (cheap: lengths).
+        let mut c = Cursor::new(&data[..body.len()], HEADER);
+        while c.doc(false)?.is_some() {}
+        let body_end = c.pos - 1;
+        let n = c.u32()? as usize;
+        let json = c.take(n)?;
+        if c.pos != body.len() {
+            return Err(damaged("bytes after the summary"));
+        }
+        let summary = PrepSummary::from_json(json).ok_or_else(|| damaged("bad summary"))?;
+        Ok(Loaded {
+            body_end,
+            summary,
+            data: Vec::new(),
+        })
+    };
+    let loaded = check().map_err(|e| e.at(path))?;
+    Ok(Loaded { data, ..loaded })
+}
+
+impl Loaded {
+    /// The documents in order, in batches of about `batch_bytes` of tokens.
+    pub(crate) fn docs(&self, batch_bytes: usize, mut each: impl FnMut(Vec<Prepared>)) {
+        let mut c = Cursor::new(&self.data[..self.body_end + 1], HEADER);
+        let (mut batch, mut size) = (Vec::new(), 0usize);
+        // Checked by `load`: decoding cannot fail.
+        while let Some(p) = c.doc(true).expect("checked prepared file") {
+            size += 64
+                + if let Body::Done(e) = &p.body {
+                    e.bytes.len()
+                } else {
+                    0
+                };
+            batch.push(p);
+            if size >= batch_bytes {
+                each(std::mem::take(&mut batch));
+                size = 0;
+            }
+        }
+        if !batch.is_empty() {
+            each(batch);
+        }
+    }
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(b: &'a [u8], pos: usize) -> Self {
+        Cursor { b, pos }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or_else(|| damaged("a record runs past the end"))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+
+    /// The next document (`None` at the end tag); `build = false` only checks lengths.
+    fn doc(&mut self, build: bool) -> Result<Option<Prepared>> {
+        match self.u8()? {
+            0 => return Ok(None),
+            1 => {}
+            _ => return Err(damaged("bad record tag")),
+        }
+        let bytes = self.u64()?;
+        let reject = match self.u8()? {
+            0 => None,
+            r => Some(
+                *Reason::ALL
+                    .get(r as usize - 1)
+                    .ok_or_else(|| damaged("bad reject reason"))?,
+            ),
+        };
+        let split = match self.u8()? {
+            0 => Split::Train,
+            1 => Split::Valid,
+            _ => return Err(damaged("bad split")),
+        };
+        let mut p = Prepared {
+            bytes,
+            reject,
+            key: 0,
+            sig: Vec::new(),
+            split,
+            body: Body::Text(String::new()),
+        };
+        if reject.is_some() {
+            return Ok(Some(p));
+        }
+        p.key = u128::from_le_bytes(self.take(16)?.try_into().unwrap());
+        let n = self.u32()? as usize;
+        let sig = self.take(n.checked_mul(4).ok_or_else(|| damaged("bad signature"))?)?;
+        let tokens = self.u64()?;
+        let m = usize::try_from(self.u64()?).map_err(|_| damaged("bad length"))?;
+        let enc = self.take(m)?;
+        let k = self.u8()? as usize;
+        let mut redactions = Counts::default();
+        for _ in 0..k {
+            let i = self.u8()? as usize;
+            let c = self.u64()?;
+            if i >= Kind::ALL.len() {
+                return Err(damaged("bad redaction kind"));
+            }
+            redactions.0[i] = c;
+        }
+        if build {
+            p.sig = sig
+                .chunks_exact(4)
+                .map(|x| u32::from_le_bytes(x.try_into().unwrap()))
+                .collect();
+            p.body = Body::Done(Encoded {
+                bytes: enc.to_vec(),
+                tokens,
+                redactions,
+            });
+        }
+        Ok(Some(p))
+    }
+}
