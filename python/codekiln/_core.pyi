@@ -255,6 +255,7 @@ def prepare_file(
     out: str | os.PathLike[str],
     path: str | os.PathLike[str],
     name: str | None,
+    shown: str,
     key: bytes,
     encoder: Encoder,
     eot_id: int,
@@ -275,6 +276,8 @@ def prepare_file(
     """Run the packer's per-document stages (filters, dedup key, MinHash signature, split,
     redaction, tokenization) on the input file ``path`` and write them to ``out`` (not
     atomically: write a temporary path and rename it), stamped with the 32-byte ``key``.
+    ``name`` is the path of a plain-text document; ``shown`` names the file if it is skipped
+    (the path the packing machine knows it by).
     Returns the reading summary: ``files``, ``documents_in``, ``bytes_in``,
     ``invalid_records``, ``skipped_files``, ``encoded_documents``, ``encoded_tokens``."""
 

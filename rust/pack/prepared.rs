@@ -150,12 +150,14 @@ impl Writer {
 
 /// Prepare one input file into `out` (not atomic: the caller writes to a temporary path and
 /// renames it). `num_threads` of `cfg` threads share the reading and the batches; the file is
-/// the same for any thread count. A damaged input is skipped and listed in the summary, or an
+/// the same for any thread count. A damaged input is skipped and listed in the summary as
+/// `shown` (the path the packer's caller knows it by: a worker may open it by another), or an
 /// error with `cfg.strict`, exactly as when packing it directly.
 pub fn prepare(
     cfg: &PackConfig,
     tokenize: Tokenize,
     input: &Input,
+    shown: &str,
     key: &[u8; 32],
     out: &Path,
 ) -> Result<PrepSummary> {
@@ -251,7 +253,11 @@ pub fn prepare(
         .at(out)?;
     summary.files = files.files;
     summary.invalid_records = files.skipped_documents;
-    summary.skipped_files = files.skipped_files;
+    summary.skipped_files = files
+        .skipped_files
+        .into_iter()
+        .map(|(_, why)| (shown.to_string(), why))
+        .collect();
     let json = summary.to_json();
     let mut tail = vec![0u8];
     tail.extend_from_slice(&(json.len() as u32).to_le_bytes());

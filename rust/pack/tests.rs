@@ -434,11 +434,12 @@ fn prepared_files_give_the_packers_shards_and_report() {
     let mut prepared = Vec::new();
     for (i, input) in files.iter().enumerate() {
         let out = inputs.join(format!("prep-{i}.bin"));
+        let shown = input.path.display().to_string();
         let cfg = spread_config(&want_dir, 1);
-        let s1 = prepared::prepare(&cfg, bytes_tokenizer(), input, &key, &out).unwrap();
+        let s1 = prepared::prepare(&cfg, bytes_tokenizer(), input, &shown, &key, &out).unwrap();
         let one = fs::read(&out).unwrap();
         let cfg = spread_config(&want_dir, 2);
-        let s2 = prepared::prepare(&cfg, bytes_tokenizer(), input, &key, &out).unwrap();
+        let s2 = prepared::prepare(&cfg, bytes_tokenizer(), input, &shown, &key, &out).unwrap();
         assert_eq!(fs::read(&out).unwrap(), one);
         assert_eq!(s1, s2);
         prepared.push(out);
@@ -479,5 +480,5 @@ fn prepared_files_give_the_packers_shards_and_report() {
     let mut cfg = spread_config(&d, 1);
     cfg.strict = true;
     let out = inputs.join("strict.bin");
-    assert!(prepared::prepare(&cfg, bytes_tokenizer(), &files[3], &key, &out).is_err());
+    assert!(prepared::prepare(&cfg, bytes_tokenizer(), &files[3], "cut", &key, &out).is_err());
 }

@@ -267,7 +267,7 @@ fn key32(key: Vec<u8>) -> PyResult<[u8; 32]> {
 /// (the caller renames it into place) and return its reading summary.
 #[pyfunction]
 #[pyo3(signature = (
-    out, path, name, key, encoder, eot_id, fingerprint, *, num_threads, filters, exact_dedup,
+    out, path, name, shown, key, encoder, eot_id, fingerprint, *, num_threads, filters, exact_dedup,
     near_threshold, near_num_perm, near_ngram, redact, valid_fraction, text_field,
     batch_bytes, strict
 ))]
@@ -277,6 +277,7 @@ fn prepare_file<'py>(
     out: PathBuf,
     path: PathBuf,
     name: Option<String>,
+    shown: String,
     key: Vec<u8>,
     encoder: PyRef<'_, Encoder>,
     eot_id: u32,
@@ -316,7 +317,9 @@ fn prepare_file<'py>(
         },
     )?;
     let input = Input { path, name };
-    let s = run(py, || prepared::prepare(&cfg, tokenize, &input, &key, &out))?;
+    let s = run(py, || {
+        prepared::prepare(&cfg, tokenize, &input, &shown, &key, &out)
+    })?;
     convert::prep_summary(py, &s)
 }
 

@@ -263,15 +263,14 @@ def pack(
     a running pack holds (its ``.codekiln-pack.lock``) is an error.
     ``progress``: a tqdm bar (``True``), nothing (``False``) or ``callback(documents, bytes)``.
     """
-    plan = _plan(inputs, tokenizer, out_dir, config)
-    with _locked(plan.out):
-        return _pack_locked(plan, _feed_sources, overwrite=overwrite, progress=progress)
+    plan = plan_pack(inputs, tokenizer, out_dir, config)
+    return run_planned(plan, _feed_sources, overwrite=overwrite, progress=progress)
 
 
 @dataclasses.dataclass
-class _Plan:
-    """What a pack is, decided before the output directory is touched: the tokenizer, the
-    settings, the resolved inputs and the key a resumable pack must match."""
+class PackPlan:
+    """What a pack is, decided before anything in the output directory is read or written:
+    the tokenizer, the settings, the resolved inputs and the key a resumable pack matches."""
 
     out: str
     tok: Any
@@ -284,14 +283,18 @@ class _Plan:
     resumable: bool
 
 
-Feed = Callable[[Any, "_Plan", Callable[[int, int], None] | None], tuple[list[Any], dict[str, Any]]]
+Feed = Callable[
+    [Any, "PackPlan", Callable[[int, int], None] | None], tuple[list[Any], dict[str, Any]]
+]
 """Feeds a packer: ``feed(packer, plan, progress)`` returns the files skipped outside the Rust
 readers and what this run adds to the manifest's ``report.this_run``."""
 
 
-def _plan(
+def plan_pack(
     inputs: object, tokenizer: Any, out_dir: str | os.PathLike[str], config: PackConfig | None
-) -> _Plan:
+) -> PackPlan:
+    """Load the tokenizer, resolve the inputs (the one input rule) and compute the settings
+    key; creates ``out_dir`` if needed (see :func:`pack` for the arguments)."""
     cfg = config or PackConfig()
     from codekiln.tokenizer import load_tokenizer
 
@@ -317,7 +320,9 @@ def _plan(
     settings_key = hashlib.sha256(
         json.dumps(key_material, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
-    return _Plan(out, tok, eot, cfg, sources, resolved.skipped, described, settings_key, resumable)
+    return PackPlan(
+        out, tok, eot, cfg, sources, resolved.skipped, described, settings_key, resumable
+    )
 
 
 def core_settings(cfg: PackConfig, num_threads: int) -> dict[str, Any]:
@@ -339,8 +344,22 @@ def core_settings(cfg: PackConfig, num_threads: int) -> dict[str, Any]:
     }
 
 
-def _pack_locked(
-    plan: _Plan,
+def run_planned(
+    plan: PackPlan,
+    feed: Feed,
+    *,
+    overwrite: bool,
+    progress: bool | Callable[[int, int], None],
+) -> dict[str, Any]:
+    """Run a planned pack with ``feed`` (:func:`pack` reads the sources here; packing on
+    Ray feeds prepared files) under the output directory's lock: the same resume, overwrite
+    and manifest rules for both."""
+    with _locked(plan.out):
+        return _run_locked(plan, feed, overwrite=overwrite, progress=progress)
+
+
+def _run_locked(
+    plan: PackPlan,
     feed: Feed,
     *,
     overwrite: bool,
@@ -475,7 +494,7 @@ def _progress(
 
 
 def _feed_sources(
-    packer: Any, plan: _Plan, callback: Callable[[int, int], None] | None
+    packer: Any, plan: PackPlan, callback: Callable[[int, int], None] | None
 ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     """Feed every source to the packer; returns the files the Python reader skipped."""
     sources, cfg = plan.sources, plan.cfg
