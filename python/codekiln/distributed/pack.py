@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -168,6 +169,7 @@ def _ray_feed(work: str, address: str | None, task_threads: int) -> Feed:
             jobs.append((out, key, task.remote(path, src.name, src.path, out, key, tok, settings)))
         refs = [ref for _, _, ref in jobs]
         summaries: dict[Any, dict[str, Any]] = {}
+        t0 = time.perf_counter()
         try:
             pending = list(refs)
             docs = nbytes = 0
@@ -180,18 +182,30 @@ def _ray_feed(work: str, address: str | None, task_threads: int) -> Feed:
                     nbytes += s["bytes_in"]
                 if callback is not None:
                     callback(docs, nbytes)
-        except BaseException:
+        except BaseException as e:
             for ref in refs:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref)
+            # A task's OSError / ValueError (a damaged input with strict, an unreadable file)
+            # is raised as itself: its message names the file, without the worker's traceback.
+            cause = getattr(e, "cause", None)
+            if isinstance(e, ray.exceptions.RayTaskError) and isinstance(
+                cause, OSError | ValueError
+            ):
+                raise cause from None
             raise
+        prepare_seconds = time.perf_counter() - t0
         # Pass 2: in input order through this machine's decider and writer.
+        t0 = time.perf_counter()
         packer.add_prepared([(out, key) for out, key, _ in jobs])
+        feed_seconds = time.perf_counter() - t0
         every = [summaries[ref] for ref in refs]
         facts = {
             "tasks": len(every),
             "reused": sum(s["reused"] for s in every),
             "task_threads": task_threads,
+            "prepare_seconds": round(prepare_seconds, 3),
+            "feed_seconds": round(feed_seconds, 3),
             "encoded_documents": sum(s["encoded_documents"] for s in every),
             "encoded_tokens": sum(s["encoded_tokens"] for s in every),
         }
