@@ -218,6 +218,7 @@ def test_pack_on_ray_errors_and_cli(
     ray_args = ["--ray", "--work-dir", str(root / "cli-work"), "--ray-task-threads", "1"]
     assert main([*args, "--out", str(root / "cli-ray"), *ray_args]) == 0
     assert shard_bytes(root / "cli-ray") == shard_bytes(root / "cli")
+    assert "Ray: 5 input files prepared" in capsys.readouterr().out
     assert _without_run(manifest(root / "cli-ray")) == _without_run(manifest(root / "cli"))
     skipped = manifest(root / "cli-ray")["report"]["skipped_files"]
     assert [p for p, _ in skipped] == [str(pathlib.Path("data/part-4-cut.jsonl.gz"))]

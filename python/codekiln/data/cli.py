@@ -171,6 +171,12 @@ def _pack(args: argparse.Namespace) -> int:
             print(f"  {path}: {why}")
         if len(r["skipped_files"]) > 10:
             print(f"  ... and {len(r['skipped_files']) - 10} more (MANIFEST.json report)")
+    if "ray" in run:
+        ray = run["ray"]
+        print(
+            f"Ray: {ray['tasks']:,} input files prepared in {ray['prepare_seconds']:.1f}s "
+            f"({ray['reused']:,} reused from --work-dir)"
+        )
     print(f"wrote {args.out}/MANIFEST.json")
     return 0
 
