@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import pathlib
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -187,6 +188,27 @@ def test_pack_on_ray_resumes_and_redoes_damaged_prepared_files(
 
 
 @pytest.mark.slow
+def test_pack_on_ray_with_the_python_syntax_filter(
+    local_ray: None, pack_case: dict[str, Any]
+) -> None:
+    """The ast.parse filter runs in Python: the tasks read their file in Python too."""
+    from codekiln.distributed import pack_on_ray
+
+    root, tok, cfg = (pack_case[k] for k in ("root", "tok", "cfg"))
+    data = root / "syntax-data"
+    shutil.copytree(pack_case["data"], data)
+    with (data / "part-1.jsonl").open("a") as f:
+        f.write(json.dumps({"content": "def broken(:\n    pass\n" * 20}) + "\n")
+    syntax = PackConfig(**{**cfg.__dict__, "filters": FilterConfig(python_syntax="py3")})
+    want = pack(data, tok, root / "syntax-want", syntax, progress=False)
+    assert want["report"]["removed"]["python_syntax"] == 1
+    assert [p for p, _ in want["report"]["skipped_files"]] == [str(data / "part-4-cut.jsonl.gz")]
+    got = pack_on_ray(data, tok, root / "syntax", syntax, progress=False, task_threads=2)
+    assert shard_bytes(root / "syntax") == shard_bytes(root / "syntax-want")
+    assert _without_run(got) == _without_run(want)
+
+
+@pytest.mark.slow
 def test_pack_on_ray_errors_and_cli(
     local_ray: None,
     pack_case: dict[str, Any],
@@ -201,9 +223,6 @@ def test_pack_on_ray_errors_and_cli(
         pack_on_ray(data, tok, root / "strict", strict, progress=False)
     with pytest.raises(ValueError, match="Ray tasks read files"):
         pack_on_ray(["x = 1\n"], tok, root / "texts", cfg, progress=False)
-    syntax = PackConfig(filters=FilterConfig(python_syntax="py3"))
-    with pytest.raises(ValueError, match="python_syntax"):
-        pack_on_ray(data, tok, root / "syntax", syntax, progress=False)
     with pytest.raises(ValueError, match="task_threads"):
         pack_on_ray(data, tok, root / "threads", cfg, progress=False, task_threads=0)
     # The CLI: --ray with the running Ray and the same flags gives the same shards and

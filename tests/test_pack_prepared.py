@@ -37,17 +37,16 @@ def _prepare_all(
     for i in order:
         key = bytes([i]) * 32
         path = str(work / f"prepared-{i}.bin")
-        _core.prepare_file(
+        prep = _core.Preparer(
             path,
-            str(files[i]),
-            files[i].name,
-            str(files[i]),
             key,
             tok.core_encoder(),
             tok.eot_id,
             bytes.fromhex(tok.fingerprint),
             **core_settings(cfg, threads),
         )
+        prep.add_file(str(files[i]), files[i].name, str(files[i]))
+        prep.finish()
         out[i] = (path, key)
     return out
 
@@ -133,3 +132,14 @@ def test_prepared_file_errors(tok: Tokenizer, tmp_path: pathlib.Path) -> None:
         _core.check_prepared(path, key)
     with pytest.raises(FileNotFoundError):
         _core.check_prepared(str(tmp_path / "missing.bin"), key)
+    prep = _core.Preparer(
+        str(tmp_path / "p.bin"),
+        key,
+        tok.core_encoder(),
+        tok.eot_id,
+        bytes.fromhex(tok.fingerprint),
+        **core_settings(cfg, 1),
+    )
+    prep.finish()
+    with pytest.raises(ValueError, match="already finished"):
+        prep.finish()

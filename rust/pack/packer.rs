@@ -237,6 +237,9 @@ impl Packer {
         self.report
             .skipped_files
             .extend(s.skipped_files.iter().cloned());
+        for (reason, (documents, bytes)) in &s.removed {
+            self.count_removed(reason, *documents, *bytes);
+        }
         self.progress.add(s.documents_in, s.bytes_in);
         let batch_bytes = self.config.batch_bytes;
         loaded.docs(batch_bytes, |docs| self.submit_prepared(docs));

@@ -24,11 +24,14 @@
 //! hashes the tokenizer fingerprint, the output settings and the input file's identity): a
 //! file made with another key is stale and rejected, as is a damaged one.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
+use rayon::ThreadPool;
 use sha2::{Digest, Sha256};
 
 use crate::clean::filters::Reason;
@@ -38,7 +41,7 @@ use crate::corpus::scan::{self, Input, Options, Progress};
 use crate::error::{Context, Error, Result};
 use crate::pack::config::{PackConfig, Tokenize};
 use crate::pack::split::Split;
-use crate::pack::stages::{stages, Body, Encoded, Prepared};
+use crate::pack::stages::{stages, Body, Encoded, Prepared, StageA, StageB};
 use crate::parallel;
 
 pub const MAGIC: &[u8; 8] = b"CKPREP\0\n";
@@ -57,6 +60,8 @@ pub struct PrepSummary {
     pub encoded_documents: u64,
     /// Their tokens (separators included).
     pub encoded_tokens: u64,
+    /// (documents, bytes) removed by the caller before feeding, by reason.
+    pub removed: BTreeMap<String, (u64, u64)>,
 }
 
 impl PrepSummary {
@@ -69,6 +74,7 @@ impl PrepSummary {
             "skipped_files": self.skipped_files,
             "encoded_documents": self.encoded_documents,
             "encoded_tokens": self.encoded_tokens,
+            "removed": self.removed,
         })
         .to_string()
     }
@@ -96,6 +102,7 @@ impl PrepSummary {
             skipped_files: skipped,
             encoded_documents: n("encoded_documents")?,
             encoded_tokens: n("encoded_tokens")?,
+            removed: serde_json::from_value(v.get("removed")?.clone()).ok()?,
         })
     }
 }
@@ -148,11 +155,199 @@ impl Writer {
     }
 }
 
-/// Prepare one input file into `out` (not atomic: the caller writes to a temporary path and
-/// renames it). `num_threads` of `cfg` threads share the reading and the batches; the file is
-/// the same for any thread count. A damaged input is skipped and listed in the summary as
-/// `shown` (the path the packer's caller knows it by: a worker may open it by another), or an
-/// error with `cfg.strict`, exactly as when packing it directly.
+/// Writes one prepared file (not atomic: the caller writes to a temporary path and renames
+/// it). Feed it one input file ([`Preparer::add_file`]) or the records a caller read itself
+/// ([`Preparer::add_records`], for filters that run outside Rust, with
+/// [`Preparer::count_removed`] and friends), then [`Preparer::finish`]. `num_threads` of the
+/// configuration share the work; the file is the same for any thread count and batching.
+pub struct Preparer {
+    cfg: PackConfig,
+    pool: Arc<ThreadPool>,
+    stage_a: StageA,
+    stage_b: StageB,
+    out: PathBuf,
+    w: Writer,
+    summary: PrepSummary,
+    /// Full batches waiting to be worked `group` at a time, and the batch being filled.
+    batches: Vec<Vec<Record>>,
+    batch: Vec<Record>,
+    size: usize,
+    group: usize,
+    buf: Vec<u8>,
+}
+
+impl Preparer {
+    pub fn create(
+        cfg: &PackConfig,
+        tokenize: Tokenize,
+        key: &[u8; 32],
+        out: &Path,
+    ) -> Result<Self> {
+        let pool = parallel::pool(cfg.num_threads);
+        let (stage_a, stage_b) = stages(cfg, tokenize);
+        let file = File::create(out).at(out)?;
+        let mut w = Writer {
+            out: BufWriter::with_capacity(1 << 20, file),
+            hash: Sha256::new(),
+        };
+        let mut head = MAGIC.to_vec();
+        head.extend_from_slice(&VERSION.to_le_bytes());
+        head.extend_from_slice(key);
+        w.put(&head).at(out)?;
+        // Batches of about `batch_bytes`, worked `2 * threads` at a time (in parallel on the
+        // pool) and written in order.
+        let group = 2 * pool.current_num_threads();
+        Ok(Preparer {
+            cfg: cfg.clone(),
+            pool,
+            stage_a,
+            stage_b,
+            out: out.to_path_buf(),
+            w,
+            summary: PrepSummary::default(),
+            batches: Vec::new(),
+            batch: Vec::new(),
+            size: 0,
+            group,
+            buf: Vec::new(),
+        })
+    }
+
+    fn push(&mut self, rec: Record) -> std::io::Result<()> {
+        self.summary.documents_in += 1;
+        self.summary.bytes_in += rec.text.len() as u64;
+        self.size += rec.text.len() + 64;
+        self.batch.push(rec);
+        if self.size >= self.cfg.batch_bytes {
+            self.batches.push(std::mem::take(&mut self.batch));
+            self.size = 0;
+            if self.batches.len() >= self.group {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Work the waiting batches in parallel (stages A and B) and write them in order.
+    fn flush(&mut self) -> std::io::Result<()> {
+        let (a, b) = (&self.stage_a, &self.stage_b);
+        let batches = std::mem::take(&mut self.batches);
+        let worked: Vec<Vec<Prepared>> = self.pool.install(|| {
+            batches
+                .into_par_iter()
+                .map(|records| {
+                    let mut ids = Vec::new();
+                    let mut docs = a.run(records);
+                    for p in docs.iter_mut() {
+                        if p.reject.is_none() {
+                            if let Body::Text(t) =
+                                std::mem::replace(&mut p.body, Body::Text(String::new()))
+                            {
+                                p.body = Body::Done(b.encode(t, &mut ids));
+                            }
+                        }
+                    }
+                    docs
+                })
+                .collect()
+        });
+        for p in worked.iter().flatten() {
+            if let Body::Done(e) = &p.body {
+                self.summary.encoded_documents += 1;
+                self.summary.encoded_tokens += e.tokens;
+            }
+            self.w.doc(p, &mut self.buf)?;
+        }
+        Ok(())
+    }
+
+    /// Read one input file (as the packer's `add_files` does: a damaged file is skipped and
+    /// listed in the summary as `shown`, the path the packer's caller knows it by, or an
+    /// error with `strict`).
+    pub fn add_file(&mut self, input: &Input, shown: &str) -> Result<()> {
+        let opts = Options {
+            text_field: self.cfg.text_field.clone(),
+            with_meta: true,
+            strict: self.cfg.strict,
+        };
+        let progress = Progress::default();
+        let pool = self.pool.clone();
+        let mut failure: Option<Error> = None;
+        let files = scan::read_files(
+            &pool,
+            std::slice::from_ref(input),
+            &opts,
+            &progress,
+            &mut [|rec: Record| match self.push(rec) {
+                Ok(()) => true,
+                Err(e) => {
+                    failure = Some(e.into());
+                    false
+                }
+            }],
+            &mut |_| true,
+        )?;
+        if let Some(e) = failure {
+            return Err(e.at(&self.out));
+        }
+        self.summary.files += files.files;
+        self.summary.invalid_records += files.skipped_documents;
+        let named = files
+            .skipped_files
+            .into_iter()
+            .map(|(_, why)| (shown.to_string(), why));
+        self.summary.skipped_files.extend(named);
+        Ok(())
+    }
+
+    /// Records read elsewhere, in order.
+    pub fn add_records(&mut self, records: Vec<Record>) -> Result<()> {
+        for r in records {
+            self.push(r).at(&self.out)?;
+        }
+        Ok(())
+    }
+
+    /// Documents the caller removed before feeding them (counted by the packer like
+    /// [`Packer::count_removed`](crate::pack::Packer::count_removed)).
+    pub fn count_removed(&mut self, reason: &str, documents: u64, bytes: u64) {
+        let e = self.summary.removed.entry(reason.to_string()).or_default();
+        e.0 += documents;
+        e.1 += bytes;
+    }
+
+    /// Input lines the caller could not decode.
+    pub fn count_invalid(&mut self, records: u64) {
+        self.summary.invalid_records += records;
+    }
+
+    /// A file the caller could not read to its end (`why`), listed like the readers' own.
+    pub fn count_skipped(&mut self, path: &str, why: &str) {
+        self.summary
+            .skipped_files
+            .push((path.to_string(), why.to_string()));
+    }
+
+    /// Write the last batches, the summary and the checksum.
+    pub fn finish(mut self) -> Result<PrepSummary> {
+        if !self.batch.is_empty() {
+            let b = std::mem::take(&mut self.batch);
+            self.batches.push(b);
+        }
+        self.flush().at(&self.out)?;
+        let json = self.summary.to_json();
+        let mut tail = vec![0u8];
+        tail.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        tail.extend_from_slice(json.as_bytes());
+        self.w.put(&tail).at(&self.out)?;
+        let digest = self.w.hash.finalize_reset();
+        self.w.out.write_all(&digest).at(&self.out)?;
+        self.w.out.flush().at(&self.out)?;
+        Ok(self.summary)
+    }
+}
+
+/// [`Preparer`] over one input file.
 pub fn prepare(
     cfg: &PackConfig,
     tokenize: Tokenize,
@@ -161,112 +356,9 @@ pub fn prepare(
     key: &[u8; 32],
     out: &Path,
 ) -> Result<PrepSummary> {
-    let pool = parallel::pool(cfg.num_threads);
-    let (stage_a, stage_b) = stages(cfg, tokenize);
-    let file = File::create(out).at(out)?;
-    let mut w = Writer {
-        out: BufWriter::with_capacity(1 << 20, file),
-        hash: Sha256::new(),
-    };
-    let mut head = MAGIC.to_vec();
-    head.extend_from_slice(&VERSION.to_le_bytes());
-    head.extend_from_slice(key);
-    w.put(&head).at(out)?;
-
-    let mut summary = PrepSummary::default();
-    // Batches of about `batch_bytes`, worked `2 * threads` at a time (in parallel on the pool
-    // the reader runs on) and written in order.
-    let group = 2 * pool.current_num_threads();
-    let mut batches: Vec<Vec<Record>> = Vec::new();
-    let (mut batch, mut size) = (Vec::new(), 0usize);
-    let mut failure: Option<Error> = None;
-    let mut buf = Vec::new();
-    let mut flush = |batches: &mut Vec<Vec<Record>>,
-                     summary: &mut PrepSummary,
-                     w: &mut Writer|
-     -> std::io::Result<()> {
-        let worked: Vec<Vec<Prepared>> = std::mem::take(batches)
-            .into_par_iter()
-            .map(|records| {
-                let mut ids = Vec::new();
-                let mut docs = stage_a.run(records);
-                for p in docs.iter_mut() {
-                    if p.reject.is_none() {
-                        if let Body::Text(t) =
-                            std::mem::replace(&mut p.body, Body::Text(String::new()))
-                        {
-                            p.body = Body::Done(stage_b.encode(t, &mut ids));
-                        }
-                    }
-                }
-                docs
-            })
-            .collect();
-        for p in worked.iter().flatten() {
-            if let Body::Done(e) = &p.body {
-                summary.encoded_documents += 1;
-                summary.encoded_tokens += e.tokens;
-            }
-            w.doc(p, &mut buf)?;
-        }
-        Ok(())
-    };
-    let opts = Options {
-        text_field: cfg.text_field.clone(),
-        with_meta: true,
-        strict: cfg.strict,
-    };
-    let progress = Progress::default();
-    let files = {
-        scan::read_files(
-            &pool,
-            std::slice::from_ref(input),
-            &opts,
-            &progress,
-            &mut [|rec: Record| {
-                summary.documents_in += 1;
-                summary.bytes_in += rec.text.len() as u64;
-                size += rec.text.len() + 64;
-                batch.push(rec);
-                if size >= cfg.batch_bytes {
-                    batches.push(std::mem::take(&mut batch));
-                    size = 0;
-                    if batches.len() >= group {
-                        if let Err(e) = flush(&mut batches, &mut summary, &mut w) {
-                            failure = Some(Error::from(e).at(out));
-                            return false;
-                        }
-                    }
-                }
-                true
-            }],
-            &mut |_| true,
-        )
-    }?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    if !batch.is_empty() {
-        batches.push(batch);
-    }
-    pool.install(|| flush(&mut batches, &mut summary, &mut w))
-        .at(out)?;
-    summary.files = files.files;
-    summary.invalid_records = files.skipped_documents;
-    summary.skipped_files = files
-        .skipped_files
-        .into_iter()
-        .map(|(_, why)| (shown.to_string(), why))
-        .collect();
-    let json = summary.to_json();
-    let mut tail = vec![0u8];
-    tail.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    tail.extend_from_slice(json.as_bytes());
-    w.put(&tail).at(out)?;
-    let digest = w.hash.finalize_reset();
-    w.out.write_all(&digest).at(out)?;
-    w.out.flush().at(out)?;
-    Ok(summary)
+    let mut p = Preparer::create(cfg, tokenize, key, out)?;
+    p.add_file(input, shown)?;
+    p.finish()
 }
 
 /// A prepared file read into memory and checked (magic, version, settings key, checksum);

@@ -482,3 +482,41 @@ fn prepared_files_give_the_packers_shards_and_report() {
     let out = inputs.join("strict.bin");
     assert!(prepared::prepare(&cfg, bytes_tokenizer(), &files[3], "cut", &key, &out).is_err());
 }
+
+#[test]
+fn prepared_records_with_caller_counts_match_the_packer() {
+    // The path the Python-side filters take: records read by the caller, documents it
+    // removed and files it could not finish, recorded in the prepared file.
+    let records = corpus(150);
+    let want_dir = tmpdir("prep-rec-want");
+    let mut p = Packer::new(config(&want_dir, 2), bytes_tokenizer(), Box::new(|_| {})).unwrap();
+    p.add_records(records[..90].to_vec()).unwrap();
+    p.count_removed("python_syntax", 3, 300);
+    p.count_invalid(2);
+    p.add_records(records[90..].to_vec()).unwrap();
+    let mut want = p.finish().unwrap();
+    want.skipped_files
+        .push(("f.jsonl".into(), "cut short".into()));
+    let key = [3u8; 32];
+    let inputs = tmpdir("prep-rec-in");
+    let (a, b) = (inputs.join("a.bin"), inputs.join("b.bin"));
+    let cfg = config(&want_dir, 3);
+    let mut pa = prepared::Preparer::create(&cfg, bytes_tokenizer(), &key, &a).unwrap();
+    pa.add_records(records[..90].to_vec()).unwrap();
+    pa.count_removed("python_syntax", 3, 300);
+    pa.finish().unwrap();
+    let mut pb = prepared::Preparer::create(&cfg, bytes_tokenizer(), &key, &b).unwrap();
+    for chunk in records[90..].chunks(7) {
+        pb.add_records(chunk.to_vec()).unwrap();
+    }
+    pb.count_invalid(2);
+    pb.count_skipped("f.jsonl", "cut short");
+    let s = pb.finish().unwrap();
+    assert_eq!(s.documents_in, 60);
+    let d = tmpdir("prep-rec-got");
+    let mut p = Packer::new(config(&d, 1), bytes_tokenizer(), Box::new(|_| {})).unwrap();
+    p.add_prepared(&a, &key).unwrap();
+    p.add_prepared(&b, &key).unwrap();
+    assert_eq!(p.finish().unwrap(), want);
+    assert_eq!(dir_bytes(&d), dir_bytes(&want_dir));
+}

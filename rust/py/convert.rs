@@ -109,7 +109,7 @@ pub(super) fn pack_report<'py>(py: Python<'py>, r: &PackReport) -> PyResult<Boun
     Ok(d)
 }
 
-/// A prepared file's reading summary (`prepare_file`, `check_prepared`).
+/// A prepared file's reading summary (`Preparer.finish`, `check_prepared`).
 pub(super) fn prep_summary<'py>(py: Python<'py>, s: &PrepSummary) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("files", s.files)?;
@@ -119,5 +119,6 @@ pub(super) fn prep_summary<'py>(py: Python<'py>, s: &PrepSummary) -> PyResult<Bo
     d.set_item("skipped_files", s.skipped_files.clone())?;
     d.set_item("encoded_documents", s.encoded_documents)?;
     d.set_item("encoded_tokens", s.encoded_tokens)?;
+    d.set_item("removed", s.removed.clone())?;
     Ok(d)
 }

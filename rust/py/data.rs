@@ -1,4 +1,4 @@
-//! Bindings of the data pipeline: `Packer`, `prepare_file` and `check_prepared` (packing on
+//! Bindings of the data pipeline: `Packer`, `Preparer` and `check_prepared` (packing on
 //! Ray), `redact`, `redaction_spans`, `check_document`, `dedup_key`, `split_of`,
 //! `find_near_duplicates`. The typed public API is `codekiln.data`, which owns the defaults:
 //! these bindings take every setting explicitly.
@@ -18,7 +18,7 @@ use crate::clean::neardup::NearConfig;
 use crate::clean::redact::Redactor;
 use crate::corpus::read::Record;
 use crate::corpus::scan::Input;
-use crate::pack::prepared;
+use crate::pack::prepared::{self, Preparer as RsPreparer};
 use crate::pack::shard::ShardInfo;
 use crate::pack::split::split_key;
 use crate::pack::{OnShard, PackConfig, Packer as RsPacker, Tokenize};
@@ -138,15 +138,7 @@ impl Packer {
 
     /// Feed `(text, repo_name, path, license)` records.
     fn add_records(&self, py: Python<'_>, records: Vec<PyRecord>) -> PyResult<()> {
-        let records: Vec<Record> = records
-            .into_iter()
-            .map(|(text, repo_name, path, license)| Record {
-                text,
-                repo_name,
-                path,
-                license,
-            })
-            .collect();
+        let records: Vec<Record> = records.into_iter().map(record).collect();
         self.with(py, move |p| p.add_records(records))
     }
 
@@ -189,7 +181,7 @@ impl Packer {
         py.detach(|| drop(p));
     }
 
-    /// Feed prepared files in order: `(path, settings key)` pairs (see `prepare_file`).
+    /// Feed prepared files in order: `(path, settings key)` pairs (see `Preparer`).
     fn add_prepared(&self, py: Python<'_>, files: Vec<(PathBuf, Vec<u8>)>) -> PyResult<()> {
         let files = files
             .into_iter()
@@ -201,6 +193,15 @@ impl Packer {
             }
             Ok(())
         })
+    }
+}
+
+fn record((text, repo_name, path, license): PyRecord) -> Record {
+    Record {
+        text,
+        repo_name,
+        path,
+        license,
     }
 }
 
@@ -263,64 +264,142 @@ fn key32(key: Vec<u8>) -> PyResult<[u8; 32]> {
     })
 }
 
-/// Prepare one input file for a packer elsewhere (`rust/pack/prepared.rs`): write `out`
-/// (the caller renames it into place) and return its reading summary.
-#[pyfunction]
-#[pyo3(signature = (
-    out, path, name, shown, key, encoder, eot_id, fingerprint, *, num_threads, filters, exact_dedup,
-    near_threshold, near_num_perm, near_ngram, redact, valid_fraction, text_field,
-    batch_bytes, strict
-))]
-#[allow(clippy::too_many_arguments)]
-fn prepare_file<'py>(
-    py: Python<'py>,
-    out: PathBuf,
-    path: PathBuf,
-    name: Option<String>,
-    shown: String,
-    key: Vec<u8>,
-    encoder: PyRef<'_, Encoder>,
-    eot_id: u32,
-    fingerprint: Vec<u8>,
-    num_threads: usize,
-    filters: Option<&Bound<'py, PyDict>>,
-    exact_dedup: bool,
-    near_threshold: Option<f64>,
-    near_num_perm: usize,
-    near_ngram: usize,
-    redact: bool,
-    valid_fraction: f64,
-    text_field: String,
-    batch_bytes: usize,
-    strict: bool,
-) -> PyResult<Bound<'py, PyDict>> {
-    let key = key32(key)?;
-    let dir = out.parent().map(PathBuf::from).unwrap_or_default();
-    let (cfg, tokenize) = pack_config(
-        dir,
-        &encoder,
-        eot_id,
-        fingerprint,
-        Settings {
-            num_threads,
-            shard_tokens: 1,
-            filters,
-            exact_dedup,
-            near_threshold,
-            near_num_perm,
-            near_ngram,
-            redact,
-            valid_fraction,
-            text_field,
-            batch_bytes,
-            strict,
-        },
-    )?;
-    let input = Input { path, name };
-    let s = run(py, || {
-        prepared::prepare(&cfg, tokenize, &input, &shown, &key, &out)
-    })?;
-    convert::prep_summary(py, &s)
+/// Writes a prepared file for a packer elsewhere (`rust/pack/prepared.rs`); see
+/// `codekiln.distributed.pack`.
+#[pyclass(module = "codekiln._core")]
+struct Preparer {
+    inner: Mutex<Option<RsPreparer>>,
+}
+
+impl Preparer {
+    /// Run `f` on the open preparer with the GIL released.
+    fn with<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut RsPreparer) -> crate::Result<R> + Send,
+    ) -> PyResult<R> {
+        let mut guard = self.inner.lock().unwrap();
+        let p = guard
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("this preparer is already finished"))?;
+        run(py, || f(p))
+    }
+}
+
+#[pymethods]
+impl Preparer {
+    #[new]
+    #[pyo3(signature = (
+        out, key, encoder, eot_id, fingerprint, *, num_threads, filters, exact_dedup,
+        near_threshold, near_num_perm, near_ngram, redact, valid_fraction, text_field,
+        batch_bytes, strict
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        out: PathBuf,
+        key: Vec<u8>,
+        encoder: PyRef<'_, Encoder>,
+        eot_id: u32,
+        fingerprint: Vec<u8>,
+        num_threads: usize,
+        filters: Option<&Bound<'_, PyDict>>,
+        exact_dedup: bool,
+        near_threshold: Option<f64>,
+        near_num_perm: usize,
+        near_ngram: usize,
+        redact: bool,
+        valid_fraction: f64,
+        text_field: String,
+        batch_bytes: usize,
+        strict: bool,
+    ) -> PyResult<Self> {
+        let key = key32(key)?;
+        let dir = out.parent().map(PathBuf::from).unwrap_or_default();
+        let (cfg, tokenize) = pack_config(
+            dir,
+            &encoder,
+            eot_id,
+            fingerprint,
+            Settings {
+                num_threads,
+                shard_tokens: 1,
+                filters,
+                exact_dedup,
+                near_threshold,
+                near_num_perm,
+                near_ngram,
+                redact,
+                valid_fraction,
+                text_field,
+                batch_bytes,
+                strict,
+            },
+        )?;
+        let inner = run(py, || RsPreparer::create(&cfg, tokenize, &key, &out))?;
+        Ok(Preparer {
+            inner: Mutex::new(Some(inner)),
+        })
+    }
+
+    /// Read one input file in Rust; `name` is the path of a plain-text document, `shown`
+    /// names the file if it is skipped.
+    fn add_file(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        name: Option<String>,
+        shown: String,
+    ) -> PyResult<()> {
+        let input = Input { path, name };
+        self.with(py, move |p| p.add_file(&input, &shown))
+    }
+
+    /// Feed `(text, repo_name, path, license)` records read in Python.
+    fn add_records(&self, py: Python<'_>, records: Vec<PyRecord>) -> PyResult<()> {
+        let records = records.into_iter().map(record).collect();
+        self.with(py, move |p| p.add_records(records))
+    }
+
+    fn count_removed(
+        &self,
+        py: Python<'_>,
+        reason: String,
+        documents: u64,
+        bytes: u64,
+    ) -> PyResult<()> {
+        self.with(py, move |p| {
+            p.count_removed(&reason, documents, bytes);
+            Ok(())
+        })
+    }
+
+    fn count_invalid(&self, py: Python<'_>, records: u64) -> PyResult<()> {
+        self.with(py, move |p| {
+            p.count_invalid(records);
+            Ok(())
+        })
+    }
+
+    /// A file read in Python that could not be read to its end (`why`).
+    fn count_skipped(&self, py: Python<'_>, path: String, why: String) -> PyResult<()> {
+        self.with(py, move |p| {
+            p.count_skipped(&path, &why);
+            Ok(())
+        })
+    }
+
+    /// Write the last records, the summary and the checksum; returns the summary.
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let p = self
+            .inner
+            .lock()
+            .unwrap()
+            .take()
+            .ok_or_else(|| PyValueError::new_err("this preparer is already finished"))?;
+        let s = run(py, || p.finish())?;
+        convert::prep_summary(py, &s)
+    }
 }
 
 /// The reading summary of a prepared file made with `key`; an `OSError` naming it when it is
@@ -416,7 +495,7 @@ fn find_near_duplicates(
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Packer>()?;
-    m.add_function(wrap_pyfunction!(prepare_file, m)?)?;
+    m.add_class::<Preparer>()?;
     m.add_function(wrap_pyfunction!(check_prepared, m)?)?;
     m.add_function(wrap_pyfunction!(redact, m)?)?;
     m.add_function(wrap_pyfunction!(redaction_spans, m)?)?;

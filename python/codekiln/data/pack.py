@@ -326,7 +326,7 @@ def plan_pack(
 
 
 def core_settings(cfg: PackConfig, num_threads: int) -> dict[str, Any]:
-    """The settings every core packing call takes (``Packer``, ``prepare_file``), in one
+    """The settings every core packing call takes (``Packer``, ``Preparer``), in one
     place so that packing here and preparing on Ray cannot drift apart."""
     near = cfg.dedup == "near"
     return {
@@ -513,14 +513,28 @@ def _feed_sources(
         if pending_files:
             packer.add_files(pending_files, callback)
     else:
-        _feed_records(
-            packer,
-            _records_through_python(sources, cfg.text_field, cfg.strict, skipped),
-            cfg.filters,
-            cfg.batch_bytes,
-            callback,
-        )
+        skipped = feed_through_python(packer, sources, cfg, callback)
     return skipped, {}
+
+
+def feed_through_python(
+    target: Any,
+    sources: list[FileInput | RecordInput],
+    cfg: PackConfig,
+    callback: Callable[[int, int], None] | None = None,
+) -> list[tuple[str, str]]:
+    """Feed ``sources`` read in Python, through the ``python_syntax`` filter, to a packer or a
+    preparer (``add_records``, ``count_invalid``, ``count_removed``); returns the files the
+    Python reader could not read to their end."""
+    skipped: list[tuple[str, str]] = []
+    _feed_records(
+        target,
+        _records_through_python(sources, cfg.text_field, cfg.strict, skipped),
+        cfg.filters,
+        cfg.batch_bytes,
+        callback,
+    )
+    return skipped
 
 
 def _feed_records(

@@ -34,7 +34,14 @@ from codekiln import _core
 from codekiln._io import atomic_path
 from codekiln.corpus import FileInput
 from codekiln.data.config import PackConfig
-from codekiln.data.pack import Feed, PackPlan, core_settings, plan_pack, run_planned
+from codekiln.data.pack import (
+    Feed,
+    PackPlan,
+    core_settings,
+    feed_through_python,
+    plan_pack,
+    run_planned,
+)
 from codekiln.distributed.count import connect
 
 __all__ = ["pack_on_ray"]
@@ -62,7 +69,7 @@ def _file_key(plan: PackPlan, path: str, described: dict[str, Any]) -> bytes:
 
 
 def _prepare_task(
-    path: str, name: str, shown: str, out: str, key: bytes, tok: Any, settings: dict[str, Any]
+    src: FileInput, shown: str, out: str, key: bytes, tok: Any, cfg: PackConfig, threads: int
 ) -> dict[str, Any]:  # runs on a Ray worker
     if os.path.exists(out):
         try:
@@ -70,17 +77,21 @@ def _prepare_task(
         except OSError:
             pass  # damaged or stale: redo it
     with atomic_path(out) as tmp:
-        summary = _core.prepare_file(
+        prep = _core.Preparer(
             tmp,
-            path,
-            name,
-            shown,
             key,
             tok.core_encoder(),
             tok.eot_id,
             bytes.fromhex(tok.fingerprint),
-            **settings,
+            **core_settings(cfg, threads),
         )
+        if cfg.filters.python_syntax == "off":
+            prep.add_file(src.path, src.name, shown)
+        else:
+            # As the one-machine packer does: read in Python, filter with ast.parse.
+            for _, why in feed_through_python(prep, [src], cfg):
+                prep.count_skipped(shown, why)
+        summary = prep.finish()
     return {**summary, "reused": False}
 
 
@@ -119,8 +130,8 @@ def pack_on_ray(
     re-running after a failure redoes only what is missing; delete the directory when the
     pack is done. The decisions (dedup, split, shard boundaries) and the shard writing run
     here with ``config.num_threads`` threads. ``address``: see
-    :func:`codekiln.distributed.count.connect`. ``config.filters.python_syntax`` must be
-    ``"off"`` (that filter runs in Python, in the one-machine packer only).
+    :func:`codekiln.distributed.count.connect`. With ``config.filters.python_syntax`` the tasks
+    read their file in Python and filter with ``ast.parse``, as the one-machine packer does.
 
     >>> from codekiln.distributed import pack_on_ray  # doctest: +SKIP
     >>> m = pack_on_ray("/shared/corpus/", "tok.json", "/shared/packed",
@@ -131,11 +142,6 @@ def pack_on_ray(
     if task_threads < 1:
         raise ValueError(f"task_threads must be at least 1, got {task_threads}")
     cfg = config or PackConfig()
-    if cfg.filters.python_syntax != "off":
-        raise ValueError(
-            "filters.python_syntax runs in Python on one machine: packing on Ray needs "
-            f"python_syntax='off', not {cfg.filters.python_syntax!r}"
-        )
     plan = plan_pack(inputs, tokenizer, out_dir, cfg)
     for src in plan.sources:
         if not isinstance(src, FileInput):
@@ -158,7 +164,6 @@ def _ray_feed(work: str, address: str | None, task_threads: int) -> Feed:
     ) -> tuple[list[Any], dict[str, Any]]:
         ray = connect(address)
         task = ray.remote(num_cpus=task_threads, max_retries=2)(_prepare_task)
-        settings = core_settings(plan.cfg, task_threads)
         tok = ray.put(plan.tok)
         jobs = []
         for src, described in zip(plan.sources, plan.described, strict=True):
@@ -166,7 +171,9 @@ def _ray_feed(work: str, address: str | None, task_threads: int) -> Feed:
             path = os.path.abspath(src.path)
             key = _file_key(plan, path, described)
             out = os.path.join(work, f"prepared-{key.hex()[:24]}.bin")
-            jobs.append((out, key, task.remote(path, src.name, src.path, out, key, tok, settings)))
+            task_src = FileInput(path=path, name=src.name)
+            ref = task.remote(task_src, src.path, out, key, tok, plan.cfg, task_threads)
+            jobs.append((out, key, ref))
         refs = [ref for _, _, ref in jobs]
         summaries: dict[Any, dict[str, Any]] = {}
         t0 = time.perf_counter()
