@@ -12,6 +12,11 @@
 //! `config.rs`, the stages and the decider and writer threads in `stages.rs`. Files are read
 //! by the corpus engine (`corpus/scan.rs`) with one reader, in order, on the packer's pool.
 //!
+//! Prepared files (`prepared.rs`, packing on Ray) enter at the decider: [`Packer::add_prepared`]
+//! sends their documents, already through stages A and B elsewhere, down the channel stage A's
+//! batches take, and stage B passes their tokens through; the decider and the writer are the
+//! same code whichever way a document came.
+//!
 //! Every decision that depends on earlier documents (dedup, split counters, shard boundaries)
 //! is taken by one thread in input order, and the parallel stages are pure functions of their
 //! batch, so the shard bytes are identical for any thread count. Memory is bounded: at most

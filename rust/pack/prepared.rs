@@ -362,7 +362,7 @@ pub fn prepare(
 }
 
 /// A prepared file read into memory and checked (magic, version, settings key, checksum);
-/// [`Loaded::docs`] decodes its records.
+/// `Loaded::docs` decodes its records.
 pub struct Loaded {
     data: Vec<u8>,
     body_end: usize,
