@@ -228,26 +228,24 @@ impl Packer {
     /// Feed a prepared file (`prepared.rs`: one input file's documents after stages A and B,
     /// made with settings `key`): its documents go through this packer's decider and writer
     /// in order, as if the input file were read here, and its reading summary is added to
-    /// the report. A damaged or stale file is an error naming it (nothing of it is fed).
+    /// the report. A damaged or stale file is an error naming it (checked in a first pass:
+    /// nothing of it is fed). Memory: one batch of it at a time.
     pub fn add_prepared(&mut self, path: &Path, key: &[u8; 32]) -> Result<()> {
         self.check()?;
         // Earlier records first: the output follows the order of the calls.
         self.submit();
-        let loaded = prepared::load(path, key)?;
-        let s = &loaded.summary;
+        let s = prepared::check(path, key)?;
         self.report.files += s.files;
         self.report.documents_in += s.documents_in;
         self.report.bytes_in += s.bytes_in;
         self.report.invalid_records += s.invalid_records;
-        self.report
-            .skipped_files
-            .extend(s.skipped_files.iter().cloned());
+        self.report.skipped_files.extend(s.skipped_files);
         for (reason, (documents, bytes)) in &s.removed {
             self.count_removed(reason, *documents, *bytes);
         }
         self.progress.add(s.documents_in, s.bytes_in);
         let batch_bytes = self.config.batch_bytes;
-        loaded.docs(batch_bytes, |docs| self.submit_prepared(docs));
+        prepared::read_docs(path, batch_bytes, |docs| self.submit_prepared(docs))?;
         self.check()
     }
 

@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -361,69 +361,45 @@ pub fn prepare(
     p.finish()
 }
 
-/// A prepared file read into memory and checked (magic, version, settings key, checksum);
-/// `Loaded::docs` decodes its records.
-pub struct Loaded {
-    data: Vec<u8>,
-    body_end: usize,
-    pub summary: PrepSummary,
-}
-
 fn damaged(what: &str) -> Error {
     Error::invalid_data(format!(
         "not a valid prepared file ({what}); delete it to redo it"
     ))
 }
 
-/// Read and check `path`, made with settings `key`.
-pub fn load(path: &Path, key: &[u8; 32]) -> Result<Loaded> {
-    let data = std::fs::read(path).at(path)?;
-    let check = || -> Result<Loaded> {
-        if data.len() < HEADER + 1 + 4 + 32 || &data[..8] != MAGIC {
-            return Err(damaged("no prepared-file header"));
-        }
-        let version = u32::from_le_bytes(data[8..12].try_into().unwrap());
-        if version != VERSION {
-            return Err(damaged(&format!(
-                "format version {version}, this codekiln reads {VERSION}"
-            )));
-        }
-        let (body, digest) = data.split_at(data.len() - 32);
-        if Sha256::digest(body).as_slice() != digest {
-            return Err(damaged("checksum mismatch: truncated or corrupt"));
-        }
-        if &data[12..HEADER] != key {
+/// Check `path` (magic, version, checksum, then the settings `key`) in one streaming pass and
+/// return its summary. Memory: one record at a time, whatever the file's size.
+pub fn check(path: &Path, key: &[u8; 32]) -> Result<PrepSummary> {
+    let mut r = Reader::open(path)?;
+    let go = |r: &mut Reader| -> Result<PrepSummary> {
+        let file_key = r.header()?;
+        while r.doc(false)?.is_some() {}
+        let n = r.u32()? as usize;
+        let summary = PrepSummary::from_json(r.take(n)?).ok_or_else(|| damaged("bad summary"))?;
+        r.verify()?;
+        if &file_key != key {
             return Err(Error::invalid_data(
                 "prepared for other inputs, settings or tokenizer (stale); delete it to redo it",
             ));
         }
-        // The summary sits at the end: find it by walking the records once (cheap: lengths).
-        let mut c = Cursor::new(&data[..body.len()], HEADER);
-        while c.doc(false)?.is_some() {}
-        let body_end = c.pos - 1;
-        let n = c.u32()? as usize;
-        let json = c.take(n)?;
-        if c.pos != body.len() {
-            return Err(damaged("bytes after the summary"));
-        }
-        let summary = PrepSummary::from_json(json).ok_or_else(|| damaged("bad summary"))?;
-        Ok(Loaded {
-            body_end,
-            summary,
-            data: Vec::new(),
-        })
+        Ok(summary)
     };
-    let loaded = check().map_err(|e| e.at(path))?;
-    Ok(Loaded { data, ..loaded })
+    go(&mut r).map_err(|e| e.at(path))
 }
 
-impl Loaded {
-    /// The documents in order, in batches of about `batch_bytes` of tokens.
-    pub(crate) fn docs(&self, batch_bytes: usize, mut each: impl FnMut(Vec<Prepared>)) {
-        let mut c = Cursor::new(&self.data[..self.body_end + 1], HEADER);
+/// Stream the documents of `path` (checked with [`check`] first) in batches of about
+/// `batch_bytes` of tokens. The checksum is verified again at the end: a file changed in
+/// between is an error.
+pub(crate) fn read_docs(
+    path: &Path,
+    batch_bytes: usize,
+    mut each: impl FnMut(Vec<Prepared>),
+) -> Result<()> {
+    let mut r = Reader::open(path)?;
+    let mut go = || -> Result<()> {
+        r.header()?;
         let (mut batch, mut size) = (Vec::new(), 0usize);
-        // Checked by `load`: decoding cannot fail.
-        while let Some(p) = c.doc(true).expect("checked prepared file") {
+        while let Some(p) = r.doc(true)? {
             size += 64
                 + if let Body::Done(e) = &p.body {
                     e.bytes.len()
@@ -439,28 +415,46 @@ impl Loaded {
         if !batch.is_empty() {
             each(batch);
         }
-    }
+        let n = r.u32()? as usize;
+        r.take(n)?;
+        r.verify()
+    };
+    go().map_err(|e| e.at(path))
 }
 
-struct Cursor<'a> {
-    b: &'a [u8],
-    pos: usize,
+/// Reads a prepared file front to back, hashing what it reads.
+struct Reader {
+    inp: BufReader<File>,
+    hash: Sha256,
+    buf: Vec<u8>,
+    /// Bytes left before the checksum.
+    left: u64,
 }
 
-impl<'a> Cursor<'a> {
-    fn new(b: &'a [u8], pos: usize) -> Self {
-        Cursor { b, pos }
+impl Reader {
+    fn open(path: &Path) -> Result<Reader> {
+        let file = File::open(path).at(path)?;
+        let len = file.metadata().at(path)?.len();
+        if len < (HEADER + 1 + 4 + 32) as u64 {
+            return Err(damaged("too short for a prepared file").at(path));
+        }
+        Ok(Reader {
+            inp: BufReader::with_capacity(1 << 20, file),
+            hash: Sha256::new(),
+            buf: Vec::new(),
+            left: len - 32,
+        })
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|e| *e <= self.b.len())
-            .ok_or_else(|| damaged("a record runs past the end"))?;
-        let s = &self.b[self.pos..end];
-        self.pos = end;
-        Ok(s)
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if n as u64 > self.left {
+            return Err(damaged("truncated or corrupt: a record runs past the end"));
+        }
+        self.buf.resize(n, 0);
+        self.inp.read_exact(&mut self.buf)?;
+        self.hash.update(&self.buf);
+        self.left -= n as u64;
+        Ok(&self.buf)
     }
 
     fn u8(&mut self) -> Result<u8> {
@@ -473,6 +467,33 @@ impl<'a> Cursor<'a> {
 
     fn u64(&mut self) -> Result<u64> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+
+    /// Magic and version; returns the settings key.
+    fn header(&mut self) -> Result<[u8; 32]> {
+        if self.take(8)? != MAGIC {
+            return Err(damaged("no prepared-file header"));
+        }
+        let version = self.u32()?;
+        if version != VERSION {
+            return Err(damaged(&format!(
+                "format version {version}, this codekiln reads {VERSION}"
+            )));
+        }
+        Ok(self.take(32)?.try_into().unwrap())
+    }
+
+    /// At the checksum: it must be the last 32 bytes and match what was read.
+    fn verify(&mut self) -> Result<()> {
+        if self.left != 0 {
+            return Err(damaged("bytes after the summary"));
+        }
+        let mut digest = [0u8; 32];
+        self.inp.read_exact(&mut digest)?;
+        if self.hash.finalize_reset().as_slice() != digest {
+            return Err(damaged("checksum mismatch: truncated or corrupt"));
+        }
+        Ok(())
     }
 
     /// The next document (`None` at the end tag); `build = false` only checks lengths.
@@ -510,9 +531,16 @@ impl<'a> Cursor<'a> {
         p.key = u128::from_le_bytes(self.take(16)?.try_into().unwrap());
         let n = self.u32()? as usize;
         let sig = self.take(n.checked_mul(4).ok_or_else(|| damaged("bad signature"))?)?;
+        if build {
+            p.sig = sig
+                .chunks_exact(4)
+                .map(|x| u32::from_le_bytes(x.try_into().unwrap()))
+                .collect();
+        }
         let tokens = self.u64()?;
         let m = usize::try_from(self.u64()?).map_err(|_| damaged("bad length"))?;
         let enc = self.take(m)?;
+        let enc = if build { enc.to_vec() } else { Vec::new() };
         let k = self.u8()? as usize;
         let mut redactions = Counts::default();
         for _ in 0..k {
@@ -524,12 +552,8 @@ impl<'a> Cursor<'a> {
             redactions.0[i] = c;
         }
         if build {
-            p.sig = sig
-                .chunks_exact(4)
-                .map(|x| u32::from_le_bytes(x.try_into().unwrap()))
-                .collect();
             p.body = Body::Done(Encoded {
-                bytes: enc.to_vec(),
+                bytes: enc,
                 tokens,
                 redactions,
             });

@@ -468,14 +468,14 @@ fn prepared_files_give_the_packers_shards_and_report() {
     assert_eq!(e.path(), Some(prepared[0].as_path()));
     let b = fs::read(&prepared[0]).unwrap();
     fs::write(&prepared[0], &b[..b.len() - 1]).unwrap();
-    assert!(prepared::load(&prepared[0], &key).is_err());
+    assert!(prepared::check(&prepared[0], &key).is_err());
     let mut flipped = b.clone();
     flipped[60] ^= 1;
     fs::write(&prepared[0], &flipped).unwrap();
-    let e = prepared::load(&prepared[0], &key).err().unwrap();
+    let e = prepared::check(&prepared[0], &key).err().unwrap();
     assert!(e.to_string().contains("checksum"), "{e}");
     fs::write(&prepared[0], b"short").unwrap();
-    assert!(prepared::load(&prepared[0], &key).is_err());
+    assert!(prepared::check(&prepared[0], &key).is_err());
     // With `strict`, the damaged file is an error in preparing.
     let mut cfg = spread_config(&d, 1);
     cfg.strict = true;

@@ -411,8 +411,8 @@ fn check_prepared<'py>(
     key: Vec<u8>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let key = key32(key)?;
-    let loaded = run(py, || prepared::load(&path, &key))?;
-    convert::prep_summary(py, &loaded.summary)
+    let summary = run(py, || prepared::check(&path, &key))?;
+    convert::prep_summary(py, &summary)
 }
 
 /// Redact secrets and PII: `(redacted_text, counts_by_kind)`.
