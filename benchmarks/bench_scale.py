@@ -1,5 +1,6 @@
 """Tokenizer training at scale: time and peak memory in memory, under a memory budget
-(spilling), from count files, with pruning, and counting on Ray.
+(spilling), from count files, with pruning, and counting on Ray; packing on Ray against one
+process (``--pack``).
 
 Every configuration runs in a fresh subprocess (so its peak RSS is its own); repetitions are
 interleaved and the median reported. The fingerprint of every trained tokenizer is printed:
@@ -9,6 +10,9 @@ all unpruned configurations must agree (the budget, count files and Ray change n
         --budgets 256MB 32MB --min-piece-count 2 --ray-workers 1 2 --out results/scale.json
     # beyond the corpus: 1 GB of renamed copies (written once to --synthetic-dir)
     python benchmarks/bench_scale.py --synthetic-mb 1000 --budgets 256MB --count-only
+    # packing: one process against Ray with 1 and 2 local workers (shards must be identical)
+    python benchmarks/bench_scale.py --shards 2 --no-train --budgets --min-piece-count 0 \
+        --pack --ray-workers 1 2 --reps 3 --out results/scale_pack.json
 
 Input: ``../shared/corpus/train-*.jsonl.gz`` (CodeParrot schema, ~60 MB of text per shard).
 """
@@ -236,6 +240,8 @@ def run_one(cfg: dict) -> dict:
                 outs, vocab_size=cfg["vocab_size"], num_threads=cfg["threads"], progress=False
             )
         ray.shutdown()
+    elif kind in ("pack", "pack-ray"):
+        return _run_pack(cfg, files, base_rss)
     else:
         raise ValueError(kind)
     seconds = time.perf_counter() - start
@@ -268,6 +274,85 @@ def _num(x: int | None) -> str:
     return "-" if x is None else f"{x:,}"
 
 
+def _run_pack(cfg: dict, files: list[pathlib.Path], base_rss: float) -> dict:
+    """One packing run: ``pack`` (one process, ``threads`` threads) or ``pack-ray`` (a local
+    Ray of ``workers`` CPUs, one-thread tasks; the driver decides and writes with ``threads``
+    threads). Reports a digest of the shards' SHA-256s: every run must print the same."""
+    import hashlib
+
+    from codekiln.data import PackConfig, pack
+
+    extra: dict = {}
+    pcfg = PackConfig(num_threads=cfg["threads"])
+    with tempfile.TemporaryDirectory() as d:
+        out = pathlib.Path(d) / "out"
+        if cfg["kind"] == "pack":
+            t0 = time.perf_counter()
+            m = pack(files, cfg["tokenizer"], out, pcfg, progress=False)
+        else:
+            import ray
+            from codekiln.distributed import pack_on_ray
+
+            t0 = time.perf_counter()
+            ray.init(num_cpus=cfg["workers"], include_dashboard=False, log_to_driver=False)
+            extra["ray_start_seconds"] = round(time.perf_counter() - t0, 2)
+            work = pathlib.Path(d) / "work"
+            t0 = time.perf_counter()
+            m = pack_on_ray(files, cfg["tokenizer"], out, pcfg, progress=False, work_dir=work)
+            extra["work_dir_mb"] = round(sum(f.stat().st_size for f in work.iterdir()) / 1e6, 1)
+            extra["ray"] = m["report"]["this_run"]["ray"]
+            ray.shutdown()
+        seconds = time.perf_counter() - t0
+    shas = [sh["sha256"] for s in ("train", "valid") for sh in m["splits"][s]["shards"]]
+    kept = sum(m["splits"][s]["documents"] for s in ("train", "valid"))
+    return {
+        **cfg,
+        **extra,
+        "files": None,
+        "seconds": round(seconds, 2),
+        "bytes": m["report"]["bytes_in"],
+        "documents_in": m["report"]["documents_in"],
+        "kept_documents": kept,
+        "tokens": sum(m["splits"][s]["tokens"] for s in ("train", "valid")),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "base_rss_mb": round(base_rss, 1),
+        "fingerprint": hashlib.sha256("".join(shas).encode()).hexdigest()[:16],
+    }
+
+
+def _pack_table(summary: list[dict]) -> None:
+    print("\n| input | mode | MB | s (median) | MB/s | peak RSS MB (driver) | shards digest |")
+    print("|---|---|---|---|---|---|---|")
+    for r in summary:
+        w = r.get("workers")
+        mode = "one process" if r["kind"] == "pack" else f"Ray, {w} worker{'s' * (w > 1)}"
+        mb = r["bytes"] / 1e6
+        note = ""
+        if r["kind"] == "pack-ray":
+            ray = r["ray"]
+            dup = ray["encoded_documents"] - r["kept_documents"]
+            note = (
+                f" pass 1 {ray['prepare_seconds']:.1f} s, feeding pass 2 "
+                f"{ray['feed_seconds']:.2f} s; ray.init {r['ray_start_seconds']} s; "
+                f"prepared files {r['work_dir_mb']} MB; "
+                f"{dup:,} duplicate documents tokenized in vain of {ray['encoded_documents']:,}"
+            )
+        print(
+            f"| {r['shards']} shards | {mode} | {mb:.0f} | {r['seconds']:.1f} | "
+            f"{mb / r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['fingerprint']} |{note}"
+        )
+
+
+def _pack_tokenizer(path: pathlib.Path, vocab_size: int) -> str:
+    """A tokenizer for the packing rows, trained once on the valid shard and kept."""
+    if not path.exists():
+        from codekiln import Tokenizer
+
+        tok = Tokenizer.train(CORPUS / "valid-00000.jsonl.gz", vocab_size=vocab_size)
+        tok.save(path)
+    return str(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -298,6 +383,17 @@ def main() -> None:
         "identifiers renamed per pass (written once under --synthetic-dir)",
     )
     ap.add_argument("--synthetic-dir", default="/tmp/codekiln-synthetic")
+    ap.add_argument(
+        "--pack",
+        action="store_true",
+        help="packing rows: one process, and Ray with each of --ray-workers (instead of "
+        "counting on Ray)",
+    )
+    ap.add_argument(
+        "--pack-tokenizer",
+        default="/tmp/codekiln-bench-scale-tok.json",
+        help="tokenizer for --pack (trained on the valid shard when missing)",
+    )
     ap.add_argument("--out", default=None, help="JSON results file")
     args = ap.parse_args()
     if args.one:
@@ -325,7 +421,15 @@ def main() -> None:
         if args.count_only:
             configs.append({**common, "kind": "count-only"})
             configs += [{**common, "kind": "count-only", "budget": b} for b in args.budgets]
-        configs += [{**common, "kind": "ray", "workers": w} for w in args.ray_workers]
+        if args.pack:
+            tok = _pack_tokenizer(pathlib.Path(args.pack_tokenizer), args.vocab_size)
+            configs.append({**common, "kind": "pack", "tokenizer": tok})
+            configs += [
+                {**common, "kind": "pack-ray", "workers": w, "tokenizer": tok}
+                for w in args.ray_workers
+            ]
+        else:
+            configs += [{**common, "kind": "ray", "workers": w} for w in args.ray_workers]
         if args.hf:
             configs.append({**common, "kind": "hf"})
         if args.rustbpe:
@@ -355,9 +459,31 @@ def main() -> None:
     for runs in results.values():
         med = {k: statistics.median(r[k] for r in runs) for k in ("seconds", "peak_rss_mb")}
         row = {**runs[0], **med, "reps": len(runs), "files": None}
+        if "ray" in runs[0]:
+            row["ray"] = {
+                **runs[0]["ray"],
+                **{
+                    k: statistics.median(r["ray"][k] for r in runs)
+                    for k in ("prepare_seconds", "feed_seconds")
+                },
+            }
+            row["ray_start_seconds"] = statistics.median(r["ray_start_seconds"] for r in runs)
         if "count_seconds" in runs[0]:
             row["count_seconds"] = statistics.median(r["count_seconds"] for r in runs)
         summary.append(row)
+    packing = [r for r in summary if r["kind"].startswith("pack")]
+    if packing:
+        _pack_table(packing)
+    summary_train = [r for r in summary if not r["kind"].startswith("pack")]
+    if summary_train:
+        _train_table(summary_train)
+    _compare_with_rustbpe(summary)
+    dumps.cleanup()
+    if args.out:
+        pathlib.Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def _train_table(summary: list[dict]) -> None:
     print(
         "\n| input | mode | MB | s (median) | MB/s | peak RSS MB | distinct | kept | runs "
         "| fingerprint |"
@@ -383,12 +509,15 @@ def main() -> None:
             + (f" count {r['count_seconds']} s" if r.get("count_seconds") else "")
             + (f" loaded {r['loaded_rss_mb']} MB" if r.get("loaded_rss_mb") else "")
         )
+
+
+def _compare_with_rustbpe(summary: list[dict]) -> None:
+    """An anchor counts only with the same output: compare rustbpe's merges with ours (same
+    split, same input). BPE's ties (pairs with equal counts) are broken in a different order
+    (rustbpe: raw byte ids; codekiln/HF: GPT-2's byte-level alphabet), so the orders may part
+    at the first tie while the learned tokens stay the same."""
     for r in summary:
         if r["kind"] == "rustbpe":
-            # An anchor counts only with the same output: compare rustbpe's merges with ours
-            # (same split, same input). BPE's ties (pairs with equal counts) are broken in a
-            # different order (rustbpe: raw byte ids; codekiln/HF: GPT-2's byte-level alphabet),
-            # so the orders may part at the first tie while the learned tokens stay the same.
             theirs = json.loads(pathlib.Path(r["dump"]).read_text())
             ours = json.loads(
                 pathlib.Path(r["dump"].replace("rustbpe-", "gpt2-memory-")).read_text()
@@ -406,9 +535,6 @@ def main() -> None:
                 f"same tokens {r['same_tokens']:,} of {len(ours):,}, merges equal up to "
                 f"#{r['same_merge_prefix']:,}"
             )
-    dumps.cleanup()
-    if args.out:
-        pathlib.Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
 
 
 if __name__ == "__main__":

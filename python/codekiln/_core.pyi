@@ -214,8 +214,55 @@ class Packer:
         ``skipped_files``, ``documents_in``, ``bytes_in``, ``invalid_records``, ``removed``,
         ``removed_bytes``, ``redactions``, ``redacted_documents``, ``train``, ``valid`` (each
         ``{"documents", "bytes", "resumed_documents", "tokens", "shards"}``)."""
+    def add_prepared(self, files: Sequence[tuple[str | os.PathLike[str], bytes]]) -> None:
+        """Feed prepared files (:class:`Preparer`) in order, ``(path, key)`` pairs: their
+        documents go through this packer's decisions and writer as if the input files were
+        read here. A damaged or stale file is an ``OSError`` naming it."""
     def abort(self) -> None:
         """Stop after an error; unfinished shards stay ``.tmp`` files."""
+
+class Preparer:
+    """Writes a prepared file: the packer's per-document stages (filters, dedup key, MinHash
+    signature, split, redaction, tokenization) for one input, for a :class:`Packer` elsewhere
+    (:meth:`Packer.add_prepared`). ``out`` is written in place (write a temporary path and
+    rename it), stamped with the 32-byte ``key``; the other settings are :class:`Packer`'s."""
+
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        key: bytes,
+        encoder: Encoder,
+        eot_id: int,
+        fingerprint: bytes,
+        *,
+        num_threads: int,
+        filters: dict[str, object] | None,
+        exact_dedup: bool,
+        near_threshold: float | None,
+        near_num_perm: int,
+        near_ngram: int,
+        redact: bool,
+        valid_fraction: float,
+        text_field: str,
+        batch_bytes: int,
+        strict: bool,
+    ) -> None: ...
+    def add_file(self, path: str | os.PathLike[str], name: str | None, shown: str) -> None:
+        """Read one input file in Rust; ``name`` is the path of a plain-text document,
+        ``shown`` names the file if it is skipped (the path the packing machine knows)."""
+    def add_records(self, records: Sequence[Record]) -> None: ...
+    def count_removed(self, reason: str, documents: int, bytes: int) -> None: ...
+    def count_invalid(self, records: int) -> None: ...
+    def count_skipped(self, path: str, why: str) -> None:
+        """A file read in Python that could not be read to its end (``why``)."""
+    def finish(self) -> dict[str, object]:
+        """Write the rest and the checksum; the summary: ``files``, ``documents_in``,
+        ``bytes_in``, ``invalid_records``, ``skipped_files``, ``encoded_documents``,
+        ``encoded_tokens``, ``removed`` (``{reason: (documents, bytes)}``)."""
+
+def check_prepared(path: str | os.PathLike[str], key: bytes) -> dict[str, object]:
+    """The summary of a prepared file made with ``key``; ``OSError`` (naming it) when it is
+    damaged, truncated, of another format version or made with another key."""
 
 def redact(text: str) -> tuple[str, dict[str, int]]: ...
 def redaction_spans(text: str) -> list[tuple[int, int, str]]:

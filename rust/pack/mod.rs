@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod packer;
+pub mod prepared;
 pub mod shard;
 pub mod split;
 mod stages;

@@ -12,6 +12,11 @@
 //! `config.rs`, the stages and the decider and writer threads in `stages.rs`. Files are read
 //! by the corpus engine (`corpus/scan.rs`) with one reader, in order, on the packer's pool.
 //!
+//! Prepared files (`prepared.rs`, packing on Ray) enter at the decider: [`Packer::add_prepared`]
+//! sends their documents, already through stages A and B elsewhere, down the channel stage A's
+//! batches take, and stage B passes their tokens through; the decider and the writer are the
+//! same code whichever way a document came.
+//!
 //! Every decision that depends on earlier documents (dedup, split counters, shard boundaries)
 //! is taken by one thread in input order, and the parallel stages are pure functions of their
 //! batch, so the shard bytes are identical for any thread count. Memory is bounded: at most
@@ -46,16 +51,13 @@ use std::thread::JoinHandle;
 
 use rayon::ThreadPool;
 
-use crate::clean::filters::Cleaner;
-use crate::clean::neardup::MinHasher;
-use crate::clean::redact::Redactor;
 use crate::corpus::read::Record;
 use crate::corpus::scan::{self, Input, Options, Progress};
 use crate::error::{Context, Error, Result};
 use crate::pack::config::{OnShard, PackConfig, PackReport, SplitReport, Tokenize};
-use crate::pack::shard::token_bytes_for;
+use crate::pack::prepared;
 use crate::pack::stages::{
-    decide, run_caught, write, DeciderReport, Prepared, Shared, StageA, StageB, Staged, Tokenized,
+    decide, run_caught, stages, write, DeciderReport, Prepared, Shared, StageA, Staged, Tokenized,
     WriterReport,
 };
 use crate::parallel::{self, Tickets};
@@ -96,18 +98,8 @@ impl Packer {
         // The writer returns a ticket per batch written; when it is gone, taking fails.
         let (tickets, ticket_return) = Tickets::new(in_flight);
         let shared = Arc::new(Shared::default());
-        let stage_a = Arc::new(StageA {
-            cleaner: Cleaner::new(config.clean.clone()),
-            hasher: config.near_dedup.as_ref().map(MinHasher::new),
-            exact: config.exact_dedup,
-            valid_fraction: config.valid_fraction,
-        });
-        let stage_b = Arc::new(StageB {
-            redactor: config.redact.then(Redactor::new),
-            tokenize,
-            eot_id: config.eot_id,
-            token_bytes: token_bytes_for(config.vocab_size),
-        });
+        let (stage_a, stage_b) = stages(&config, tokenize);
+        let (stage_a, stage_b) = (Arc::new(stage_a), Arc::new(stage_b));
         let (tx_a, rx_a) = channel::<Staged<Prepared>>();
         let (tx_b, rx_b) = channel::<Staged<Tokenized>>();
         let decider = {
@@ -231,6 +223,40 @@ impl Packer {
             name: name.map(str::to_string),
         };
         self.add_files(&[input], &mut |_, _| true)
+    }
+
+    /// Feed a prepared file (`prepared.rs`: one input file's documents after stages A and B,
+    /// made with settings `key`): its documents go through this packer's decider and writer
+    /// in order, as if the input file were read here, and its reading summary is added to
+    /// the report. A damaged or stale file is an error naming it (checked in a first pass:
+    /// nothing of it is fed). Memory: one batch of it at a time.
+    pub fn add_prepared(&mut self, path: &Path, key: &[u8; 32]) -> Result<()> {
+        self.check()?;
+        // Earlier records first: the output follows the order of the calls.
+        self.submit();
+        let s = prepared::check(path, key)?;
+        self.report.files += s.files;
+        self.report.documents_in += s.documents_in;
+        self.report.bytes_in += s.bytes_in;
+        self.report.invalid_records += s.invalid_records;
+        self.report.skipped_files.extend(s.skipped_files);
+        for (reason, (documents, bytes)) in &s.removed {
+            self.count_removed(reason, *documents, *bytes);
+        }
+        self.progress.add(s.documents_in, s.bytes_in);
+        let batch_bytes = self.config.batch_bytes;
+        prepared::read_docs(path, batch_bytes, |docs| self.submit_prepared(docs))?;
+        self.check()
+    }
+
+    fn submit_prepared(&mut self, docs: Vec<Prepared>) {
+        if self.shared.failed() || self.tickets.take().is_err() {
+            return;
+        }
+        let idx = self.next_idx;
+        self.next_idx += 1;
+        let tx = self.tx_a.as_ref().expect("packer already finished");
+        let _ = tx.send((idx, Ok(docs)));
     }
 
     /// Feed records produced elsewhere (Parquet, Hugging Face datasets, Python iterables).

@@ -15,22 +15,40 @@ use crate::clean::redact::{Counts, Redactor};
 use crate::corpus::read::Record;
 use crate::error::{catch, Error, Result};
 use crate::pack::config::{OnShard, PackConfig, SplitReport, Tokenize};
-use crate::pack::shard::{encode_doc, ShardInfo, ShardWriter};
+use crate::pack::shard::{encode_doc, token_bytes_for, ShardInfo, ShardWriter};
 use crate::pack::split::{split_key, split_of, Split};
 use crate::parallel::TicketReturn;
 
+/// A document after stage A: what the decider needs, and its body for stage B.
 pub(crate) struct Prepared {
-    pub(crate) rec: Record,
     pub(crate) bytes: u64,
     pub(crate) reject: Option<Reason>,
     pub(crate) key: u128,
     pub(crate) sig: Vec<u32>,
     pub(crate) split: Split,
+    pub(crate) body: Body,
+}
+
+/// The body of a document: its text (stage B redacts and tokenizes it after the decider) or,
+/// for documents prepared elsewhere (`prepared.rs`, packing on Ray), its stage-B result.
+pub(crate) enum Body {
+    Text(String),
+    Done(Encoded),
+}
+
+/// Stage B's result for one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Encoded {
+    /// The document's tokens and separator, serialized as the shard stores them.
+    pub(crate) bytes: Vec<u8>,
+    /// Tokens in `bytes` (separator included).
+    pub(crate) tokens: u64,
+    pub(crate) redactions: Counts,
 }
 
 pub(crate) struct Kept {
     pub(crate) split: Split,
-    pub(crate) text: String,
+    pub(crate) body: Body,
 }
 
 pub(crate) struct Tokenized {
@@ -113,12 +131,12 @@ impl StageA {
                 }
                 let split = split_of(&split_key(&rec), self.valid_fraction);
                 Prepared {
-                    rec,
                     bytes,
                     reject,
                     key,
                     sig,
                     split,
+                    body: Body::Text(rec.text),
                 }
             })
             .collect()
@@ -137,24 +155,54 @@ impl StageB {
     pub(crate) fn run(&self, docs: Vec<Kept>) -> Vec<Tokenized> {
         let mut ids = Vec::new();
         docs.into_iter()
-            .map(|mut d| {
-                let redactions = match &self.redactor {
-                    Some(r) => r.redact_in_place(&mut d.text),
-                    None => Counts::default(),
+            .map(|d| {
+                let e = match d.body {
+                    Body::Text(text) => self.encode(text, &mut ids),
+                    Body::Done(e) => e,
                 };
-                ids.clear();
-                (self.tokenize)(&d.text, &mut ids);
-                let mut bytes = Vec::new();
-                encode_doc(&ids, self.eot_id, self.token_bytes, &mut bytes);
                 Tokenized {
                     split: d.split,
-                    bytes,
-                    tokens: ids.len() as u64 + 1,
-                    redactions,
+                    bytes: e.bytes,
+                    tokens: e.tokens,
+                    redactions: e.redactions,
                 }
             })
             .collect()
     }
+
+    /// Redact, tokenize and serialize one text (`ids` is scratch space).
+    pub(crate) fn encode(&self, mut text: String, ids: &mut Vec<u32>) -> Encoded {
+        let redactions = match &self.redactor {
+            Some(r) => r.redact_in_place(&mut text),
+            None => Counts::default(),
+        };
+        ids.clear();
+        (self.tokenize)(&text, ids);
+        let mut bytes = Vec::new();
+        encode_doc(ids, self.eot_id, self.token_bytes, &mut bytes);
+        Encoded {
+            bytes,
+            tokens: ids.len() as u64 + 1,
+            redactions,
+        }
+    }
+}
+
+/// The two stages for `cfg` (the packer's and the prepared files' work are one code).
+pub(crate) fn stages(cfg: &PackConfig, tokenize: Tokenize) -> (StageA, StageB) {
+    let a = StageA {
+        cleaner: Cleaner::new(cfg.clean.clone()),
+        hasher: cfg.near_dedup.as_ref().map(MinHasher::new),
+        exact: cfg.exact_dedup,
+        valid_fraction: cfg.valid_fraction,
+    };
+    let b = StageB {
+        redactor: cfg.redact.then(Redactor::new),
+        tokenize,
+        eot_id: cfg.eot_id,
+        token_bytes: token_bytes_for(cfg.vocab_size),
+    };
+    (a, b)
 }
 
 /// Run a batch job; a panic becomes an internal error (a `RuntimeError` in Python).
@@ -227,7 +275,7 @@ pub(crate) fn decide(
                 }
                 kept.push(Kept {
                     split: p.split,
-                    text: p.rec.text,
+                    body: p.body,
                 });
             }
             let (stage, tx) = (stage_b.clone(), tx.clone());

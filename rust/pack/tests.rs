@@ -10,6 +10,7 @@ use super::*;
 use crate::clean::filters::CleanConfig;
 use crate::clean::neardup::NearConfig;
 use crate::corpus::read::Record;
+use crate::corpus::scan::Input;
 use crate::error::Kind;
 use crate::pack::shard::{verify, HEADER_BYTES};
 use crate::pack::split::{split_key, split_of, Split};
@@ -338,4 +339,184 @@ fn write_error_is_reported() {
     let e = p.finish().unwrap_err();
     // A worker panic is an internal error (RuntimeError in Python), not an I/O error.
     assert!(matches!(e.kind(), Kind::Panic(m) if m == "boom"), "{e}");
+}
+
+/// Input files for the prepared-file tests: exact and near duplicates spread over different
+/// files, a secret to redact, a filtered document, a file that is not UTF-8 and JSON lines
+/// with bad records.
+fn spread_inputs(name: &str) -> (PathBuf, Vec<Input>) {
+    let inputs = tmpdir(name);
+    let mut records = corpus(120);
+    let base: String = (0..200)
+        .map(|i| format!("value_{i} = compute({i}, {})\n", i * 7))
+        .collect();
+    records[5].text = base.clone();
+    records[70].text = base.replacen("compute(3,", "compute(4,", 1);
+    records[100].text = records[10].text.clone();
+    records[40].text = format!("{}KEY = 'someone@example.com'\n", records[40].text);
+    records[41].text = "x".repeat(5000);
+    let mut files = Vec::new();
+    for (i, chunk) in records.chunks(40).enumerate() {
+        let mut jsonl: String = chunk
+            .iter()
+            .map(|r| {
+                let obj = serde_json::json!({
+                    "content": r.text, "repo_name": r.repo_name, "path": r.path,
+                });
+                format!("{obj}\n")
+            })
+            .collect();
+        jsonl.push_str("{\"other\": 1}\nnot json\n");
+        let f = inputs.join(format!("part-{i}.jsonl"));
+        fs::write(&f, jsonl).unwrap();
+        files.push(Input {
+            path: f,
+            name: Some(format!("part-{i}.jsonl")),
+        });
+    }
+    let bad = inputs.join("bad.py");
+    fs::write(&bad, b"\xff\xfe not utf-8").unwrap();
+    files.insert(
+        1,
+        Input {
+            path: bad,
+            name: Some("bad.py".into()),
+        },
+    );
+    // A gzip file cut short: the documents before the cut are read, the rest skipped.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for r in corpus(400).iter().skip(200) {
+        let line = serde_json::json!({"content": r.text, "path": r.path}).to_string();
+        std::io::Write::write_all(&mut gz, format!("{line}\n").as_bytes()).unwrap();
+    }
+    let gz = gz.finish().unwrap();
+    let cut = inputs.join("cut.jsonl.gz");
+    fs::write(&cut, &gz[..gz.len() / 2]).unwrap();
+    files.insert(
+        3,
+        Input {
+            path: cut,
+            name: Some("cut.jsonl.gz".into()),
+        },
+    );
+    (inputs, files)
+}
+
+fn spread_config(dir: &Path, threads: usize) -> PackConfig {
+    let mut cfg = config(dir, threads);
+    cfg.near_dedup = Some(NearConfig::default());
+    cfg.redact = true;
+    cfg.clean.max_line_length = Some(1000);
+    cfg
+}
+
+#[test]
+fn prepared_files_give_the_packers_shards_and_report() {
+    let (inputs, files) = spread_inputs("prep-in");
+    let want_dir = tmpdir("prep-want");
+    let mut p = Packer::new(
+        spread_config(&want_dir, 2),
+        bytes_tokenizer(),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    p.add_files(&files, &mut |_, _| true).unwrap();
+    let want = p.finish().unwrap();
+    assert_eq!(want.removed.get("exact_duplicate"), Some(&1));
+    assert_eq!(want.removed.get("near_duplicate"), Some(&1));
+    assert_eq!(want.removed.get("max_line_length"), Some(&1));
+    assert_eq!(want.skipped_files.len(), 2);
+    assert!(want.documents_in > 120 && want.documents_in < 320);
+    assert_eq!(want.invalid_records, 6);
+    assert!(want.redactions.total() > 0);
+    let key = [7u8; 32];
+    // Prepare each file with 1 and 2 threads: the same bytes.
+    let mut prepared = Vec::new();
+    for (i, input) in files.iter().enumerate() {
+        let out = inputs.join(format!("prep-{i}.bin"));
+        let shown = input.path.display().to_string();
+        let cfg = spread_config(&want_dir, 1);
+        let s1 = prepared::prepare(&cfg, bytes_tokenizer(), input, &shown, &key, &out).unwrap();
+        let one = fs::read(&out).unwrap();
+        let cfg = spread_config(&want_dir, 2);
+        let s2 = prepared::prepare(&cfg, bytes_tokenizer(), input, &shown, &key, &out).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), one);
+        assert_eq!(s1, s2);
+        prepared.push(out);
+    }
+    // Fed in input order, with 1 and 3 threads: the packer's shards and report.
+    for threads in [1, 3] {
+        let d = tmpdir(&format!("prep-got-{threads}"));
+        let mut p = Packer::new(
+            spread_config(&d, threads),
+            bytes_tokenizer(),
+            Box::new(|_| {}),
+        )
+        .unwrap();
+        for f in &prepared {
+            p.add_prepared(f, &key).unwrap();
+        }
+        let got = p.finish().unwrap();
+        assert_eq!(got, want, "threads={threads}");
+        assert_eq!(dir_bytes(&d), dir_bytes(&want_dir), "threads={threads}");
+    }
+    // A stale (other key), truncated or corrupt prepared file is an error naming it.
+    let d = tmpdir("prep-bad");
+    let mut p = Packer::new(spread_config(&d, 1), bytes_tokenizer(), Box::new(|_| {})).unwrap();
+    let e = p.add_prepared(&prepared[0], &[8u8; 32]).unwrap_err();
+    assert!(e.to_string().contains("stale"), "{e}");
+    assert_eq!(e.path(), Some(prepared[0].as_path()));
+    let b = fs::read(&prepared[0]).unwrap();
+    fs::write(&prepared[0], &b[..b.len() - 1]).unwrap();
+    assert!(prepared::check(&prepared[0], &key).is_err());
+    let mut flipped = b.clone();
+    flipped[60] ^= 1;
+    fs::write(&prepared[0], &flipped).unwrap();
+    let e = prepared::check(&prepared[0], &key).err().unwrap();
+    assert!(e.to_string().contains("checksum"), "{e}");
+    fs::write(&prepared[0], b"short").unwrap();
+    assert!(prepared::check(&prepared[0], &key).is_err());
+    // With `strict`, the damaged file is an error in preparing.
+    let mut cfg = spread_config(&d, 1);
+    cfg.strict = true;
+    let out = inputs.join("strict.bin");
+    assert!(prepared::prepare(&cfg, bytes_tokenizer(), &files[3], "cut", &key, &out).is_err());
+}
+
+#[test]
+fn prepared_records_with_caller_counts_match_the_packer() {
+    // The path the Python-side filters take: records read by the caller, documents it
+    // removed and files it could not finish, recorded in the prepared file.
+    let records = corpus(150);
+    let want_dir = tmpdir("prep-rec-want");
+    let mut p = Packer::new(config(&want_dir, 2), bytes_tokenizer(), Box::new(|_| {})).unwrap();
+    p.add_records(records[..90].to_vec()).unwrap();
+    p.count_removed("python_syntax", 3, 300);
+    p.count_invalid(2);
+    p.add_records(records[90..].to_vec()).unwrap();
+    let mut want = p.finish().unwrap();
+    want.skipped_files
+        .push(("f.jsonl".into(), "cut short".into()));
+    let key = [3u8; 32];
+    let inputs = tmpdir("prep-rec-in");
+    let (a, b) = (inputs.join("a.bin"), inputs.join("b.bin"));
+    let cfg = config(&want_dir, 3);
+    let mut pa = prepared::Preparer::create(&cfg, bytes_tokenizer(), &key, &a).unwrap();
+    pa.add_records(records[..90].to_vec()).unwrap();
+    pa.count_removed("python_syntax", 3, 300);
+    pa.finish().unwrap();
+    let mut pb = prepared::Preparer::create(&cfg, bytes_tokenizer(), &key, &b).unwrap();
+    for chunk in records[90..].chunks(7) {
+        pb.add_records(chunk.to_vec()).unwrap();
+    }
+    pb.count_invalid(2);
+    pb.count_skipped("f.jsonl", "cut short");
+    let s = pb.finish().unwrap();
+    assert_eq!(s.documents_in, 60);
+    let d = tmpdir("prep-rec-got");
+    let mut p = Packer::new(config(&d, 1), bytes_tokenizer(), Box::new(|_| {})).unwrap();
+    p.add_prepared(&a, &key).unwrap();
+    p.add_prepared(&b, &key).unwrap();
+    assert_eq!(p.finish().unwrap(), want);
+    assert_eq!(dir_bytes(&d), dir_bytes(&want_dir));
 }

@@ -9,6 +9,7 @@ use pyo3::types::{PyDict, PyList};
 use crate::clean::filters::CleanConfig;
 use crate::clean::redact::{Counts, Kind};
 use crate::corpus::scan::FilesReport;
+use crate::pack::prepared::PrepSummary;
 use crate::pack::shard::ShardInfo;
 use crate::pack::{PackReport, SplitReport};
 
@@ -105,5 +106,19 @@ pub(super) fn pack_report<'py>(py: Python<'py>, r: &PackReport) -> PyResult<Boun
     d.set_item("redacted_documents", r.redacted_documents)?;
     d.set_item("train", split_report(py, &r.train)?)?;
     d.set_item("valid", split_report(py, &r.valid)?)?;
+    Ok(d)
+}
+
+/// A prepared file's reading summary (`Preparer.finish`, `check_prepared`).
+pub(super) fn prep_summary<'py>(py: Python<'py>, s: &PrepSummary) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("files", s.files)?;
+    d.set_item("documents_in", s.documents_in)?;
+    d.set_item("bytes_in", s.bytes_in)?;
+    d.set_item("invalid_records", s.invalid_records)?;
+    d.set_item("skipped_files", s.skipped_files.clone())?;
+    d.set_item("encoded_documents", s.encoded_documents)?;
+    d.set_item("encoded_tokens", s.encoded_tokens)?;
+    d.set_item("removed", s.removed.clone())?;
     Ok(d)
 }

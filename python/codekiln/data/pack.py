@@ -263,6 +263,38 @@ def pack(
     a running pack holds (its ``.codekiln-pack.lock``) is an error.
     ``progress``: a tqdm bar (``True``), nothing (``False``) or ``callback(documents, bytes)``.
     """
+    plan = plan_pack(inputs, tokenizer, out_dir, config)
+    return run_planned(plan, _feed_sources, overwrite=overwrite, progress=progress)
+
+
+@dataclasses.dataclass
+class PackPlan:
+    """What a pack is, decided before anything in the output directory is read or written:
+    the tokenizer, the settings, the resolved inputs and the key a resumable pack matches."""
+
+    out: str
+    tok: Any
+    eot: int
+    cfg: PackConfig
+    sources: list[FileInput | RecordInput]
+    walk_skipped: list[Any]
+    described: list[dict[str, Any]]
+    settings_key: str
+    resumable: bool
+
+
+Feed = Callable[
+    [Any, "PackPlan", Callable[[int, int], None] | None], tuple[list[Any], dict[str, Any]]
+]
+"""Feeds a packer: ``feed(packer, plan, progress)`` returns the files skipped outside the Rust
+readers and what this run adds to the manifest's ``report.this_run``."""
+
+
+def plan_pack(
+    inputs: object, tokenizer: Any, out_dir: str | os.PathLike[str], config: PackConfig | None
+) -> PackPlan:
+    """Load the tokenizer, resolve the inputs (the one input rule) and compute the settings
+    key; creates ``out_dir`` if needed (see :func:`pack` for the arguments)."""
     cfg = config or PackConfig()
     from codekiln.tokenizer import load_tokenizer
 
@@ -288,37 +320,53 @@ def pack(
     settings_key = hashlib.sha256(
         json.dumps(key_material, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
-
-    with _locked(out):
-        return _pack_locked(
-            out,
-            tok,
-            eot,
-            cfg,
-            sources,
-            resolved.skipped,
-            described,
-            settings_key,
-            resumable,
-            overwrite=overwrite,
-            progress=progress,
-        )
+    return PackPlan(
+        out, tok, eot, cfg, sources, resolved.skipped, described, settings_key, resumable
+    )
 
 
-def _pack_locked(
-    out: str,
-    tok: Any,
-    eot: int,
-    cfg: PackConfig,
-    sources: list[FileInput | RecordInput],
-    walk_skipped: list[Any],
-    described: list[dict[str, Any]],
-    settings_key: str,
-    resumable: bool,
+def core_settings(cfg: PackConfig, num_threads: int) -> dict[str, Any]:
+    """The settings every core packing call takes (``Packer``, ``Preparer``), in one
+    place so that packing here and preparing on Ray cannot drift apart."""
+    near = cfg.dedup == "near"
+    return {
+        "num_threads": num_threads,
+        "filters": cfg.filters.to_core(),
+        "exact_dedup": cfg.dedup != "none",
+        "near_threshold": cfg.near_threshold if near else None,
+        "near_num_perm": cfg.near_num_perm,
+        "near_ngram": cfg.near_ngram,
+        "redact": cfg.redact,
+        "valid_fraction": cfg.valid_fraction,
+        "text_field": cfg.text_field,
+        "batch_bytes": cfg.batch_bytes,
+        "strict": cfg.strict,
+    }
+
+
+def run_planned(
+    plan: PackPlan,
+    feed: Feed,
     *,
     overwrite: bool,
     progress: bool | Callable[[int, int], None],
 ) -> dict[str, Any]:
+    """Run a planned pack with ``feed`` (:func:`pack` reads the sources here; packing on
+    Ray feeds prepared files) under the output directory's lock: the same resume, overwrite
+    and manifest rules for both."""
+    with _locked(plan.out):
+        return _run_locked(plan, feed, overwrite=overwrite, progress=progress)
+
+
+def _run_locked(
+    plan: PackPlan,
+    feed: Feed,
+    *,
+    overwrite: bool,
+    progress: bool | Callable[[int, int], None],
+) -> dict[str, Any]:
+    out, tok, eot, cfg = plan.out, plan.tok, plan.eot, plan.cfg
+    settings_key = plan.settings_key
     # ---- resume or start over
     kept: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     manifest_path = os.path.join(out, MANIFEST)
@@ -326,7 +374,7 @@ def _pack_locked(
     owned = _owned_files(out, old)
     _check_foreign_files(out, owned, tok.fingerprint)
     if old is not None:
-        if old.get("settings_key") == settings_key and resumable:
+        if old.get("settings_key") == settings_key and plan.resumable:
             kept = _verified_prefix(out, old)
         elif not overwrite:
             raise PackError(
@@ -350,7 +398,7 @@ def _pack_locked(
             "eot_id": eot,
             "token_dtype": "uint16" if tok.vocab_size <= 1 << 16 else "uint32",
         },
-        "inputs": described,
+        "inputs": plan.described,
         "settings": {**cfg.output_settings(), "num_threads": threads},
         "splits": {s: {"shards": list(kept[s])} for s in SPLITS},
     }
@@ -361,35 +409,24 @@ def _pack_locked(
         manifest["splits"][info["split"]]["shards"].append(entry)
         atomic_write_json(manifest_path, manifest)
 
-    near = cfg.dedup == "near"
     packer = _core.Packer(
         out,
         tok.core_encoder(),
         eot,
         bytes.fromhex(tok.fingerprint),
-        num_threads=threads,
         shard_tokens=cfg.shard_tokens,
-        filters=cfg.filters.to_core(),
-        exact_dedup=cfg.dedup != "none",
-        near_threshold=cfg.near_threshold if near else None,
-        near_num_perm=cfg.near_num_perm,
-        near_ngram=cfg.near_ngram,
-        redact=cfg.redact,
-        valid_fraction=cfg.valid_fraction,
-        text_field=cfg.text_field,
         resume=[(len(kept[s]), sum(sh["documents"] for sh in kept[s])) for s in SPLITS],
         on_shard=on_shard,
-        batch_bytes=cfg.batch_bytes,
-        strict=cfg.strict,
+        **core_settings(cfg, threads),
     )
-    bar, callback = _progress(progress, sources)
+    bar, callback = _progress(progress)
     t0 = time.perf_counter()
     # The tokenizer file (~30 ms to serialize and fsync at 32k) is written while the Rust
     # threads pack; the manifest only says "complete" once it is in place.
     with concurrent.futures.ThreadPoolExecutor(1, "codekiln-save-tokenizer") as saver:
         saved = saver.submit(tok.save, os.path.join(out, TOKENIZER_FILE))
         try:
-            python_skipped = _feed(packer, sources, cfg, callback)
+            python_skipped, run_facts = feed(packer, plan, callback)
             report = packer.finish()
         except BaseException:
             packer.abort()
@@ -420,13 +457,14 @@ def _pack_locked(
     report["redacted_documents"] = sum(sh["redacted_documents"] for sh in every)
     # Files skipped by the Rust readers, by the Python reader (the ast.parse path) and while
     # walking directories (FIFOs, broken links, never opened): one list, one policy.
-    extra = [*python_skipped, *walk_skipped]
+    extra = [*python_skipped, *plan.walk_skipped]
     if extra:
         report["skipped_files"] = [*report["skipped_files"], *extra]
     report["this_run"] = {
         "seconds": round(seconds, 3),
         "mb_per_second": round(report["bytes_in"] / 1e6 / seconds, 3) if seconds else None,
         "resumed_documents": resumed,
+        **run_facts,
     }
     manifest["report"] = report
     manifest["status"] = "complete"
@@ -435,7 +473,7 @@ def _pack_locked(
 
 
 def _progress(
-    progress: bool | Callable[[int, int], None], sources: list[FileInput | RecordInput]
+    progress: bool | Callable[[int, int], None],
 ) -> tuple[Any, Callable[[int, int], None] | None]:
     if callable(progress):
         return None, progress
@@ -445,7 +483,6 @@ def _progress(
 
     # Counts are cumulative per reader (Rust files, each Python source); the bar shows the
     # decompressed source bytes read, so it has no total.
-    del sources
     bar = tqdm(unit="B", unit_scale=True, desc="packing", dynamic_ncols=True)
     last = [0]
 
@@ -456,13 +493,11 @@ def _progress(
     return bar, update
 
 
-def _feed(
-    packer: Any,
-    sources: list[FileInput | RecordInput],
-    cfg: PackConfig,
-    callback: Callable[[int, int], None] | None,
-) -> list[tuple[str, str]]:
+def _feed_sources(
+    packer: Any, plan: PackPlan, callback: Callable[[int, int], None] | None
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     """Feed every source to the packer; returns the files the Python reader skipped."""
+    sources, cfg = plan.sources, plan.cfg
     skipped: list[tuple[str, str]] = []
     syntax = cfg.filters.python_syntax
     if syntax == "off":
@@ -478,13 +513,27 @@ def _feed(
         if pending_files:
             packer.add_files(pending_files, callback)
     else:
-        _feed_records(
-            packer,
-            _records_through_python(sources, cfg.text_field, cfg.strict, skipped),
-            cfg.filters,
-            cfg.batch_bytes,
-            callback,
-        )
+        skipped = feed_through_python(packer, sources, cfg, callback)
+    return skipped, {}
+
+
+def feed_through_python(
+    target: Any,
+    sources: list[FileInput | RecordInput],
+    cfg: PackConfig,
+    callback: Callable[[int, int], None] | None = None,
+) -> list[tuple[str, str]]:
+    """Feed ``sources`` read in Python, through the ``python_syntax`` filter, to a packer or a
+    preparer (``add_records``, ``count_invalid``, ``count_removed``); returns the files the
+    Python reader could not read to their end."""
+    skipped: list[tuple[str, str]] = []
+    _feed_records(
+        target,
+        _records_through_python(sources, cfg.text_field, cfg.strict, skipped),
+        cfg.filters,
+        cfg.batch_bytes,
+        callback,
+    )
     return skipped
 
 
