@@ -394,13 +394,16 @@ def test_tma_falls_back_to_pointers_where_descriptors_cannot_go(seed, tma_taken)
     assert not K.tma_compatible(torch.ones(1, 1, 1, 32, device=DEVICE).expand(2, 3, 40, 32))
     assert not A._use_tma(False, good)  # only when asked for
     tma_taken.clear()
-    assert_matches_reference(sliced, good, good, True, seed, tma=True)
-    assert_matches_reference(good, padded, good, False, seed, deterministic=False, tma=True)
+    # Independent q, k, v: the tolerances assume them (with q = k = v the scores peak on the
+    # diagonal and bf16 dQ missed 4e-2 -- worst 7.7e-2 over 30 seeds, either variant).
+    k, v = (torch.randn(1, 2, 40, 32, device=DEVICE, dtype=torch.bfloat16) for _ in range(2))
+    assert_matches_reference(sliced, k, v, True, seed, tma=True)
+    assert_matches_reference(good, padded, v, False, seed, deterministic=False, tma=True)
     assert tma_taken == [False, False, False, False]
     # With a broadcast dO the forward takes descriptors and the backward pointers: still exact.
     tma_taken.clear()
-    ones = torch.ones(1, 1, 1, 32, device=DEVICE, dtype=torch.bfloat16).expand(1, 2, 40, 32)
-    assert_matches_reference(good, good, good, True, seed, do=ones, tma=True)
+    broadcast = torch.randn(1, 2, 1, 32, device=DEVICE, dtype=torch.bfloat16).expand(1, 2, 40, 32)
+    assert_matches_reference(good, k, v, True, seed, do=broadcast, tma=True)
     assert tma_taken == [True, False]
 
 
