@@ -178,11 +178,9 @@ pub(crate) fn plausible_password(value: &str) -> bool {
         "true", "false", "none", "null", "yes", "continue", "skip", "skipped", "ignore", "break",
     ];
     let lower = value.to_ascii_lowercase();
-    value.len() >= 4
-        && !lower.contains("pass")
-        && !lower.contains("fail")
-        && !WORDS.contains(&lower.as_str())
-        && !(value.contains('_') && value.bytes().all(|c| c.is_ascii_lowercase() || c == b'_'))
+    let word = lower.contains("pass") || lower.contains("fail") || WORDS.contains(&lower.as_str());
+    let snake = value.contains('_') && value.bytes().all(|c| c.is_ascii_lowercase() || c == b'_');
+    value.len() >= 4 && !word && !snake
 }
 
 /// Whether the literal whose opening quote is at `q` is the first argument of a call that
