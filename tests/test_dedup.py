@@ -41,7 +41,14 @@ def test_exact_key_matches_the_oracle(text):
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.lists(st.text(alphabet=st.characters(blacklist_characters="\n"), max_size=30), max_size=8),
+    # Any text a file can hold (a lone surrogate has no UTF-8 form: dedup_key raises on it).
+    st.lists(
+        st.text(
+            alphabet=st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)),
+            max_size=30,
+        ),
+        max_size=8,
+    ),
     st.lists(st.sampled_from([" ", "\t", "\r", "\u3000"]), max_size=10),
     st.randoms(),
 )

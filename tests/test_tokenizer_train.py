@@ -260,9 +260,9 @@ def test_generator_source_is_drained_in_batches(monkeypatch: pytest.MonkeyPatch)
         def __init__(self, *args: object) -> None:
             self.inner = real(*args)
 
-        def add_texts(self, texts: list[str], num_threads: int) -> None:
+        def add_texts(self, texts: list[str], num_threads: int) -> int:
             calls.append(len(texts))
-            self.inner.add_texts(texts, num_threads)
+            return self.inner.add_texts(texts, num_threads)
 
         def __getattr__(self, name: str) -> object:
             return getattr(self.inner, name)
@@ -356,3 +356,15 @@ def test_indentation_runs_are_single_tokens(stdlib_texts: list[str]) -> None:
     for indent in [" " * 2, " " * 4, " " * 8, " " * 12, " " * 16, "\t", "\t\t", "\t\t\t"]:
         ids = tok.encode(f"if x:\n{indent}pass\n")
         assert tok.decode([ids[ids.index(10) + 1]]) == indent, repr(indent)
+
+
+def test_texts_without_a_utf8_form_are_skipped_and_counted() -> None:
+    """A str with a lone surrogate (from surrogateescape decoding, say) cannot be UTF-8: it is
+    skipped and counted like an undecodable line of a file, not fatal to the training."""
+    bad = ["x = '\ud800'\n", "\udcff"]
+    tok = train([*TEXTS[:3], bad[0], *TEXTS[3:], bad[1]])
+    assert tok.train_report["skipped_documents"] == 2
+    assert tok.train_report["documents"] == len(TEXTS)
+    assert tok.merges == train(TEXTS).merges
+    with pytest.raises(ValueError, match="empty corpus"):
+        train(bad)

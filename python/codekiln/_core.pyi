@@ -52,8 +52,9 @@ class Counter:
         spill_dir: str | os.PathLike[str] | None = None,
         newline_token: bool | None = None,
     ) -> None: ...
-    def add_texts(self, texts: Sequence[str], num_threads: int) -> None:
-        """Count the pieces of every text (GIL released)."""
+    def add_texts(self, texts: Sequence[str], num_threads: int) -> int:
+        """Count the pieces of every text (GIL released); returns how many texts were left
+        out because they have no UTF-8 form (a lone surrogate such as ``"\\ud800"``)."""
     def add_files(
         self,
         paths: Sequence[str | os.PathLike[str]],

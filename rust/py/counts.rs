@@ -96,15 +96,18 @@ impl Counter {
         })
     }
 
+    /// Count the pieces of every text; returns how many texts were left out because they
+    /// have no UTF-8 form (lone surrogates).
     fn add_texts(
         &mut self,
         py: Python<'_>,
         texts: Vec<Bound<'_, PyString>>,
         num_threads: usize,
-    ) -> PyResult<()> {
+    ) -> PyResult<usize> {
         let n = threads(num_threads)?;
         let inner = self.open()?;
-        with_utf8_copies(&texts, |refs| run(py, || inner.add_texts(refs, n)))
+        let ((), skipped) = with_utf8_copies(&texts, |refs| run(py, || inner.add_texts(refs, n)))?;
+        Ok(skipped)
     }
 
     #[pyo3(signature = (paths, num_threads, progress = None, strict = false))]

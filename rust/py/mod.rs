@@ -46,21 +46,22 @@ fn run<R: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<R> + Send) -> 
 
 /// Call `f` with the texts as `&str`, borrowed from temporary UTF-8 `bytes` copies rather than
 /// from the `str`s: CPython caches the UTF-8 form inside every non-ASCII `str` for the str's
-/// lifetime, which added the corpus's non-ASCII text to peak memory while counting.
+/// lifetime, which added the corpus's non-ASCII text to peak memory while counting. A `str`
+/// that has no UTF-8 form (a lone surrogate such as `"\ud800"`, which `surrogateescape`
+/// decoding or `chr` can make) is left out, like an undecodable line of a file; the second
+/// value is how many were.
 fn with_utf8_copies<R>(
     texts: &[Bound<'_, PyString>],
     f: impl FnOnce(&[&str]) -> PyResult<R>,
-) -> PyResult<R> {
-    let bytes: Vec<Bound<'_, PyBytes>> = texts
-        .iter()
-        .map(|t| t.encode_utf8())
-        .collect::<PyResult<_>>()?;
+) -> PyResult<(R, usize)> {
+    let bytes: Vec<Bound<'_, PyBytes>> =
+        texts.iter().filter_map(|t| t.encode_utf8().ok()).collect();
     // SAFETY: PyUnicode_AsUTF8String always returns valid UTF-8.
     let refs: Vec<&str> = bytes
         .iter()
         .map(|b| unsafe { std::str::from_utf8_unchecked(b.as_bytes()) })
         .collect();
-    f(&refs)
+    Ok((f(&refs)?, texts.len() - refs.len()))
 }
 
 /// `num_threads` as the core takes it: the Python API resolves `None` and rejects values

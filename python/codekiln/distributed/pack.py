@@ -190,9 +190,10 @@ def _ray_feed(work: str, address: str | None, task_threads: int) -> Feed:
                 if callback is not None:
                     callback(docs, nbytes)
         except BaseException as e:
-            for ref in refs:
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref)
+            # The other tasks are left to finish, not cancelled: their prepared files are
+            # reused by the re-run, and ray.cancel() races with a task's completion (ray 2.60
+            # then aborts the driver: "Tried to complete task that was not pending", seen in
+            # this module's tests about one run in five).
             # A task's OSError / ValueError (a damaged input with strict, an unreadable file)
             # is raised as itself: its message names the file, without the worker's traceback.
             cause = getattr(e, "cause", None)

@@ -221,7 +221,9 @@ def _count_texts(
         progress, desc="counting", unit="B", unit_scale=True, unit_divisor=1024
     ) as bar:
         for batch in batched_texts(src.texts(read), TEXT_BATCH_CHARS):
-            trainer.add_texts(batch, threads)
+            # Texts without a UTF-8 form (lone surrogates) are skipped and counted, like
+            # undecodable lines of a file.
+            read.skipped_documents += int(trainer.add_texts(batch, threads))
             bar.update(trainer.total_bytes - base - bar.n)
 
 
