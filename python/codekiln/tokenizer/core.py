@@ -223,7 +223,8 @@ class Tokenizer:
         * dicts (and ``datasets`` objects) are records with their text under ``text_field``.
 
         ``.jsonl`` files hold one JSON document per line with its text under ``text_field``.
-        Files or lines that cannot be decoded, files that are not regular files (FIFOs), and
+        Texts without a UTF-8 form (a lone surrogate) are skipped and counted in
+        ``skipped_documents``. Files or lines that cannot be decoded, files that are not regular files (FIFOs), and
         files that cannot be read to their end (unreadable, a truncated ``.gz``: the documents
         before the damage count) are skipped and listed in :attr:`train_report`; with
         ``strict=True`` such a damaged file is an ``OSError`` naming it instead.
