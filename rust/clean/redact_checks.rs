@@ -156,6 +156,20 @@ fn ssh_or_url_user(b: &[u8], s: usize, e: usize) -> bool {
     url || scp
 }
 
+/// Whether `rest` (what follows a dotted quad) starts with a space and a title word: letters
+/// (and `-`/`_`), then a space, `:`, `,` or the line's end -- not a dotted host name.
+fn outline_title(rest: &[u8]) -> bool {
+    let Some((&b' ', word)) = rest.split_first() else {
+        return false;
+    };
+    let n = word
+        .iter()
+        .take(64)
+        .take_while(|c| c.is_ascii_alphabetic() || matches!(c, b'-' | b'_'))
+        .count();
+    n >= 2 && matches!(word.get(n), None | Some(b' ' | b':' | b',' | b'\n' | b'\r'))
+}
+
 /// At most this many bytes before an address are read for context (a bound that keeps the
 /// check constant-time on one long line).
 const CONTEXT_BYTES: usize = 80;
@@ -195,6 +209,18 @@ fn public_ipv4(text: &str, s: usize, e: usize) -> bool {
         "agent",
     ];
     if CONTEXT.iter().any(|w| before.contains(w)) {
+        return false;
+    }
+    // An outline number heading a line or a comment -- `# 17.4.1.6 logical-and: ...`,
+    // ` * 4.3.2.1 Scope` -- is followed by a title word; an address at a line's start is
+    // followed by a port, a host name with dots (a hosts file) or nothing.
+    if before.bytes().all(|c| {
+        matches!(
+            c,
+            b' ' | b'\t' | b'#' | b'*' | b'/' | b';' | b'-' | b'"' | b'\''
+        )
+    }) && outline_title(&b[e..])
+    {
         return false;
     }
     let o: Vec<u32> = text[s..e]

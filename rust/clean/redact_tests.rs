@@ -192,6 +192,10 @@ fn emails() {
 fn ip_addresses() {
     assert_eq!(redacted("HOST = '93.184.216.34'"), "HOST = '<IP>'");
     assert_eq!(redacted("ping 81.2.69.160 now"), "ping <IP> now");
+    // At a line's start, an address followed by a host name, a port or nothing is one.
+    assert_eq!(redacted("93.184.216.34 example.com"), "<IP> example.com");
+    assert_eq!(redacted("# 81.2.69.160:8080"), "# <IP>:8080");
+    assert_eq!(redacted("  81.2.69.160\n"), "  <IP>\n");
     assert_eq!(
         redacted("url = 'http://93.184.216.34/x'"),
         "url = 'http://<IP>/x'"
@@ -213,6 +217,9 @@ fn ip_addresses() {
         "See `section 3.4.1.2`_ item 2",
         "dns = '8.8.8.8'",
         "via = 'SIP/2.0/UDP;received=192.0.2.1'",
+        "            # # # # 17.4.1.6 logical-and: Covered in \"RelationalExpression\"",
+        " * 14.3.2.1 Scope",
+        "17.4.1.7 RDFterm-equal",
     ] {
         assert!(kinds(t).is_empty(), "{t}: {:?}", kinds(t));
     }
