@@ -277,6 +277,7 @@ impl Redactor {
             ],
             // Every compound secret name ends in `key`, so `key`/`Key`/`KEY` also finds
             // camelCase (`apiKey`, `PrivateKey`); `name_kind` then reads the whole name.
+            // `pass` also finds `passw`, `passphrase` and short `pass` names (`db_pass`).
             names: Literals::spellings(&["secret", "token", "key", "pass", "pwd"]),
         }
     }

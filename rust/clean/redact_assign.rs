@@ -97,10 +97,11 @@ const NOT_A_HOLDER: [&str; 29] = [
     "hash",
 ];
 
-/// What a name holds, if it looks like a secret's: `Password` or `GenericSecret`. Runs at
+/// What a name holds, if it looks like a secret's: `Password` or `GenericSecret`, and whether
+/// it is a short `pass` name ([`short_pass`]) whose value must look like a password. Runs at
 /// every trigger word (`key` is common in code), so it allocates nothing (a first version
 /// built a `String` and 30 `format!`s per word).
-pub(crate) fn name_kind(name: &[u8]) -> Option<Kind> {
+pub(crate) fn name_kind(name: &[u8]) -> Option<(Kind, bool)> {
     let mut buf = [0u8; 128];
     let n = name.len().min(128);
     for (d, &c) in buf.iter_mut().zip(&name[..n]) {
@@ -112,7 +113,12 @@ pub(crate) fn name_kind(name: &[u8]) -> Option<Kind> {
     }
     let lower = &buf[..n];
     let has = |w: &[u8]| memchr::memmem::find(lower, w).is_some();
-    let kind = if has(b"passw") || has(b"pwd") || has(b"passphrase") || short_pass(name) {
+    // `db_pass` (but not `db_password`) asks more of its value: `weak`.
+    let mut weak = false;
+    let kind = if has(b"passw") || has(b"pwd") || has(b"passphrase") {
+        Kind::Password
+    } else if has(b"pass") && short_pass(name) {
+        weak = true;
         Kind::Password
     } else if has(b"secret")
         || (has(b"token") && !has(b"tokeniz") && !has(b"tokenis"))
@@ -138,7 +144,7 @@ pub(crate) fn name_kind(name: &[u8]) -> Option<Kind> {
         .any(|p| MESSAGE.iter().any(|w| w.as_bytes() == p));
     parts.next();
     let holder = parts.any(|p| NOT_A_HOLDER.iter().any(|w| w.as_bytes() == p) || p == b"hashers");
-    (!holder && !message).then_some(kind)
+    (!holder && !message).then_some((kind, weak))
 }
 
 const MESSAGE: [&str; 8] = [
@@ -224,15 +230,8 @@ pub(crate) fn assignments(text: &str, lits: &Literals, found: &mut Vec<(usize, u
         if we - ws > 128 {
             continue;
         }
-        let Some(kind) = name_kind(&b[ws..we]) else {
+        let Some((kind, weak)) = name_kind(&b[ws..we]) else {
             continue;
-        };
-        // `db_pass` (but not `db_password`) asks more of its value.
-        let weak = short_pass(&b[ws..we]) && {
-            let lower = b[ws..we].to_ascii_lowercase();
-            !(memchr::memmem::find(&lower, b"passw").is_some()
-                || memchr::memmem::find(&lower, b"pwd").is_some()
-                || memchr::memmem::find(&lower, b"passphrase").is_some())
         };
         assignment(text, ws, we, kind, weak, found);
     }

@@ -140,6 +140,8 @@ fn short_pass_names() {
         redacted("if (db_pass := 'K9!vR2#m'):"),
         "if (db_pass := '<PASSWORD>'):"
     );
+    assert_eq!(redacted("PASS = \"twisted\""), "PASS = \"<PASSWORD>\"");
+    assert_eq!(redacted("SMTP-PASS: Zq7!mW3r"), "SMTP-PASS: <PASSWORD>");
     // Words, statuses and passes that are not passwords; values that are words.
     for t in [
         "PASS = 'PASS'",
