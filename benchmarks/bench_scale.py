@@ -87,6 +87,17 @@ def _current_rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _load_texts(files: list[pathlib.Path]) -> list[str]:
+    """Every document of the JSONL.gz ``files``, in memory (what the Python-fed anchors need)."""
+    import gzip
+
+    texts: list[str] = []
+    for f in files:
+        with gzip.open(f, "rt", encoding="utf-8") as fh:
+            texts += [json.loads(line)["content"] for line in fh]
+    return texts
+
+
 def run_one(cfg: dict) -> dict:
     """One configuration, in this process (called in a subprocess by main)."""
     from codekiln import Tokenizer
@@ -110,15 +121,10 @@ def run_one(cfg: dict) -> dict:
         # The anchor: HF tokenizers' BpeTrainer (ByteLevel, as in bench_tokenizer.py) on the
         # same documents, which it needs in memory; "loaded_rss_mb" is the RSS with the text
         # loaded, before training.
-        import gzip
-
         from tokenizers import Tokenizer as HFTokenizer
         from tokenizers import models, pre_tokenizers, trainers
 
-        texts = []
-        for f in files:
-            with gzip.open(f, "rt", encoding="utf-8") as fh:
-                texts += [json.loads(line)["content"] for line in fh]
+        texts = _load_texts(files)
         extra["loaded_rss_mb"] = round(_current_rss_mb(), 1)
         start = time.perf_counter()
         hf = HFTokenizer(models.BPE())
@@ -150,14 +156,9 @@ def run_one(cfg: dict) -> dict:
         # is the RSS then) and handed over by an iterator, which rustbpe drains in parallel.
         # Its merges are compared with ours trained the same way ("gpt2-memory": pattern
         # gpt2, no <N>) in main().
-        import gzip
-
         import rustbpe
 
-        texts = []
-        for f in files:
-            with gzip.open(f, "rt", encoding="utf-8") as fh:
-                texts += [json.loads(line)["content"] for line in fh]
+        texts = _load_texts(files)
         extra["loaded_rss_mb"] = round(_current_rss_mb(), 1)
         start = time.perf_counter()
         rb = rustbpe.Tokenizer()

@@ -32,6 +32,28 @@ struct Packer {
     inner: Mutex<Option<RsPacker>>,
 }
 
+/// Run `f` on the core object of a binding (`what` names it) with the GIL released; a
+/// `ValueError` once `finish` has taken it.
+fn with_open<T: Send, R: Send>(
+    slot: &Mutex<Option<T>>,
+    what: &str,
+    py: Python<'_>,
+    f: impl FnOnce(&mut T) -> crate::Result<R> + Send,
+) -> PyResult<R> {
+    let mut guard = slot.lock().unwrap();
+    let p = guard.as_mut().ok_or_else(|| finished(what))?;
+    run(py, || f(p))
+}
+
+/// Take the core object out of a binding for `finish`.
+fn take_open<T>(slot: &Mutex<Option<T>>, what: &str) -> PyResult<T> {
+    slot.lock().unwrap().take().ok_or_else(|| finished(what))
+}
+
+fn finished(what: &str) -> PyErr {
+    PyValueError::new_err(format!("this {what} is already finished"))
+}
+
 impl Packer {
     /// Run `f` on the running packer with the GIL released.
     fn with<R: Send>(
@@ -39,11 +61,7 @@ impl Packer {
         py: Python<'_>,
         f: impl FnOnce(&mut RsPacker) -> crate::Result<R> + Send,
     ) -> PyResult<R> {
-        let mut guard = self.inner.lock().unwrap();
-        let p = guard
-            .as_mut()
-            .ok_or_else(|| PyValueError::new_err("this packer is already finished"))?;
-        run(py, || f(p))
+        with_open(&self.inner, "packer", py, f)
     }
 }
 
@@ -165,12 +183,7 @@ impl Packer {
 
     /// Wait for every stage, write the last shards and return the report.
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let p = self
-            .inner
-            .lock()
-            .unwrap()
-            .take()
-            .ok_or_else(|| PyValueError::new_err("this packer is already finished"))?;
+        let p = take_open(&self.inner, "packer")?;
         let report = run(py, || p.finish())?;
         convert::pack_report(py, &report)
     }
@@ -278,11 +291,7 @@ impl Preparer {
         py: Python<'_>,
         f: impl FnOnce(&mut RsPreparer) -> crate::Result<R> + Send,
     ) -> PyResult<R> {
-        let mut guard = self.inner.lock().unwrap();
-        let p = guard
-            .as_mut()
-            .ok_or_else(|| PyValueError::new_err("this preparer is already finished"))?;
-        run(py, || f(p))
+        with_open(&self.inner, "preparer", py, f)
     }
 }
 
@@ -391,12 +400,7 @@ impl Preparer {
 
     /// Write the last records, the summary and the checksum; returns the summary.
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let p = self
-            .inner
-            .lock()
-            .unwrap()
-            .take()
-            .ok_or_else(|| PyValueError::new_err("this preparer is already finished"))?;
+        let p = take_open(&self.inner, "preparer")?;
         let s = run(py, || p.finish())?;
         convert::prep_summary(py, &s)
     }

@@ -114,11 +114,14 @@ def count_on_ray(
 
 
 @contextlib.contextmanager
-def _counts_dir(counts_dir: PathLike | None) -> Iterator[str]:
-    if counts_dir is not None:
-        yield os.fspath(counts_dir)
+def driver_dir(path: PathLike | None, prefix: str) -> Iterator[str]:
+    """``path`` made if missing, as an absolute path (tasks on other nodes get it), or a
+    temporary directory on this machine (``prefix``), removed afterwards."""
+    if path is not None:
+        os.makedirs(path, exist_ok=True)
+        yield os.path.abspath(path)
         return
-    with tempfile.TemporaryDirectory(prefix="codekiln-counts-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         yield tmp
 
 
@@ -150,7 +153,7 @@ def train_on_ray(
     """
     from codekiln.tokenizer.counts import train_from_counts
 
-    with _counts_dir(counts_dir) as d:
+    with driver_dir(counts_dir, "codekiln-counts-") as d:
         files = count_on_ray(
             source,
             d,

@@ -21,13 +21,11 @@ manifest's ``report.this_run.ray``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from codekiln import _core
@@ -42,7 +40,7 @@ from codekiln.data.pack import (
     plan_pack,
     run_planned,
 )
-from codekiln.distributed.count import connect
+from codekiln.distributed.count import connect, driver_dir
 
 __all__ = ["pack_on_ray"]
 
@@ -95,16 +93,6 @@ def _prepare_task(
     return {**summary, "reused": False}
 
 
-@contextlib.contextmanager
-def _work_dir(work_dir: str | os.PathLike[str] | None) -> Iterator[str]:
-    if work_dir is not None:
-        os.makedirs(work_dir, exist_ok=True)
-        yield os.path.abspath(work_dir)
-        return
-    with tempfile.TemporaryDirectory(prefix="codekiln-pack-") as tmp:
-        yield tmp
-
-
 def pack_on_ray(
     inputs: object,
     tokenizer: Any,
@@ -151,7 +139,7 @@ def pack_on_ray(
             )
     if not plan.sources:
         raise ValueError("no input files to pack")
-    with _work_dir(work_dir) as work:
+    with driver_dir(work_dir, "codekiln-pack-") as work:
         feed = _ray_feed(work, address, task_threads)
         return run_planned(plan, feed, overwrite=overwrite, progress=progress)
 
